@@ -1,0 +1,264 @@
+"""Terminal renderers: a trace as a timing tree, with the phase table and findings under it.
+
+Like pyinstrument's console renderer: each line shows total and self time, coloured by
+its share of the request; similar siblings are already folded by `tracer.analysis.fold`.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from tracer import analysis
+from tracer.analysis import Node
+from tracer.model import Trace
+
+#: Phases always drawn, however fast: the pipeline's skeleton.
+STRUCTURAL = ("request", "middleware", "url.resolve", "view", "response.")
+
+DEFAULT_HIDE_UNDER_MS = 0.1
+
+
+def ms(ns: int | float) -> str:
+    value = ns / 1e6
+    if abs(value) >= 1000:
+        return f"{value / 1000:.2f} s"
+    if abs(value) >= 100:
+        return f"{value:.0f} ms"
+    if abs(value) >= 10:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def share_style(part: int, whole: int) -> str:
+    share = part / whole if whole > 0 else 0
+    if share >= 0.4:
+        return "bold red"
+    if share >= 0.15:
+        return "yellow"
+    if share >= 0.05:
+        return "green"
+    return "bright_black"
+
+
+def _dotted(name: str) -> Text:
+    module, dot, last = name.rpartition(".")
+    return Text.assemble((module + dot, "dim"), (last, "bold")) if dot else Text(name, "bold")
+
+
+def _size(n: int) -> str:
+    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
+
+
+def _label(node: Node) -> Text:
+    span = node.first
+    attrs = span.attrs
+    phase = node.phase
+    if phase == "db.query":
+        sql = analysis.short_sql(str(attrs.get("sql", "")))
+        text = Text.assemble(
+            ("SQL ", "cyan"),
+            (f"× {node.count} similar: " if node.count > 1 else "", "bold magenta"),
+            (sql if len(sql) <= 160 else sql[:159] + "…", ""),
+        )
+        if attrs.get("source"):
+            text.append(f" — {attrs['source'].rpartition('/')[2]}", "dim")
+        if node.count == 1 and "rows" in attrs:
+            text.append(f" ({attrs['rows']} rows)", "dim")
+        return text
+    if phase == "middleware":
+        text = Text.assemble(("middleware ", "cyan"), (node.name.rpartition(".")[2], "bold"))
+        if node.before is not None:
+            text.append(f"  before {ms(node.before)} · after {ms(node.after or 0)}", "dim")
+        return text
+    if phase.startswith("middleware."):
+        hook = phase.split(".", 1)[1].replace("_", " ")
+        return Text.assemble((hook + " ", "cyan"), (node.name.rpartition(".")[2], ""))
+    if phase == "url.resolve":
+        if attrs.get("resolved") is False:
+            return Text.assemble(("URL resolve ", "cyan"), (node.name, ""), (" → no match (404)", "red"))
+        text = Text.assemble(("URL resolve ", "cyan"), (repr(attrs.get("route", node.name)), ""))
+        text.append(f" → {attrs.get('view', '?')}", "dim")
+        if attrs.get("url_name"):
+            text.append(f" [{attrs['url_name']}]", "dim")
+        return text
+    if phase == "view":
+        text = Text.assemble(("view ", "cyan"), _dotted(node.name))
+        if attrs.get("handler"):
+            text.append(f".{attrs['handler']}()", "bold")
+        return text
+    if phase == "template":
+        engine = attrs.get("engine", "django")
+        text = Text.assemble(("template ", "cyan"), (node.name, "bold"))
+        if engine != "django":
+            text.append(f" ({engine})", "dim")
+    elif phase == "response.stream":
+        text = Text.assemble(("response body", "cyan"))
+        if "bytes" in attrs:
+            chunks = attrs.get("chunks")
+            text.append(f"  {_size(int(attrs['bytes']))}" + (f" in {chunks} chunks" if chunks else ""), "dim")
+    elif phase == "response.render":
+        text = Text.assemble(("response render ", "cyan"), (node.name, ""))
+    elif phase == "response.close":
+        text = Text("response close", "cyan")
+    else:
+        text = Text.assemble((phase + " ", "cyan"), (node.name, ""))
+    if node.count > 1:
+        text.append(f"  × {node.count}", "bold magenta")
+    return text
+
+
+def _line(node: Node, whole: int, guide: str) -> Text:
+    style = share_style(node.total, whole)
+    line = Text.assemble(
+        (f"{ms(node.total):>9}", style),
+        (f" {ms(node.own):>9}  ", "dim"),
+        (guide, "bright_black"),
+        _label(node),
+        no_wrap=True,
+        overflow="ellipsis",
+    )
+    errors = [s.error for s in node.spans if s.error]
+    if errors:
+        line.append(f"  ✗ {errors[0]['type'].rsplit('.', 1)[-1]}: {errors[0]['message'][:120]}", "bold red")
+    return line
+
+
+def _visible(node: Node, hide_under: int) -> bool:
+    return node.total >= hide_under or node.phase.startswith(STRUCTURAL) or any(
+        s.error for s in node.spans
+    )
+
+
+def _lines(
+    nodes: list[Node], whole: int, hide_under: int, prefix: str | None = None
+) -> list[Text]:
+    """One line per visible node; `prefix` is the guide so far (None at the top level)."""
+    shown = [n for n in nodes if _visible(n, hide_under)]
+    hidden = [n for n in nodes if not _visible(n, hide_under)]
+    out: list[Text] = []
+    for i, node in enumerate(shown):
+        last = i == len(shown) - 1 and not hidden
+        if prefix is None:
+            out.append(_line(node, whole, ""))
+            out += _lines(node.children, whole, hide_under, "")
+            continue
+        out.append(_line(node, whole, prefix + ("└ " if last else "├ ")))
+        out += _lines(node.children, whole, hide_under, prefix + ("  " if last else "│ "))
+    if hidden:
+        count = sum(n.count for n in hidden)
+        out.append(
+            Text.assemble(
+                (f"{ms(sum(n.total for n in hidden)):>9}{'':>12}", "dim"),
+                ((prefix or "") + "└ ", "bright_black"),
+                (f"… {count} faster span{'s' if count != 1 else ''} under {ms(hide_under)}", "dim"),
+                no_wrap=True,
+                overflow="ellipsis",
+            )
+        )
+    return out
+
+
+def headline(trace: Trace) -> Text:
+    req = trace.request
+    if not req:
+        return Text.assemble(("inline work", "bold"), f"  {ms(trace.duration)}")
+    status = req.get("status")
+    try:
+        phrase = HTTPStatus(status).phrase if status else ""
+    except ValueError:
+        phrase = ""
+    status_style = "green" if status and status < 400 else "bold red" if status else "yellow"
+    text = Text.assemble(
+        (f"{req.get('method', '')} {req.get('path', '')}", "bold"),
+        ("?" + req["query"] if req.get("query") else "", "bold"),
+        "  →  ",
+        (f"{status} {phrase}".strip() if status else "no response", status_style),
+        f"  {ms(trace.duration)}",
+    )
+    if req.get("route") is not None:
+        text.append(f"  route '{req['route']}'", "dim")
+    if not trace.closed:
+        text.append("  (response never closed)", "yellow")
+    return text
+
+
+FIRST_RUN_NOTE = (
+    "first request in this process: includes one-time work (URL patterns, template compile,"
+    " DB connect); --repeat N shows warm runs"
+)
+
+
+def phase_table(trace: Trace) -> Table:
+    table = Table(title="where the time went", title_justify="left", box=None, pad_edge=False)
+    table.add_column("phase")
+    table.add_column("time", justify="right")
+    table.add_column("share", justify="right")
+    total = max(trace.duration, 1)
+    for name, ns in analysis.breakdown(trace):
+        if ns == 0 and name not in ("unaccounted",):
+            continue
+        table.add_row(name, ms(ns), f"{100 * ns / total:.1f}%", style=share_style(ns, total))
+    table.add_row(Text("total", "bold"), Text(ms(trace.duration), "bold"), "100.0%")
+    return table
+
+
+def findings_text(trace: Trace) -> Text | None:
+    found = trace.findings if trace.findings is not None else analysis.findings(trace)
+    if not found:
+        return None
+    text = Text()
+    for finding in found:
+        style = "bold red" if finding["kind"] == "error" else "yellow"
+        text.append(f"⚠ {finding['kind']}: ", style)
+        text.append(finding["message"])
+        if finding.get("fingerprint"):
+            text.append(f"  {analysis.short_sql(finding['fingerprint'])[:120]}", "dim")
+        text.append(f"  ({ms(finding['duration'])})\n", "dim")
+    text.rstrip()
+    return text
+
+
+def summary_text(trace: Trace) -> Text:
+    info = analysis.summary(trace)
+    where = trace.where
+    text = Text.assemble(
+        (f"{info['queries']} queries", "bold"),
+        f" ({ms(info['query_time'])})  ·  {info['templates']} templates  ·  {info['spans']} spans",
+    )
+    if where:
+        text.append(f"  ·  pid {where.get('pid')} {where.get('thread', '')} {where.get('mode', '')}", "dim")
+    if trace.dropped_spans:
+        text.append(f"  ·  {trace.dropped_spans} spans dropped (cap reached)", "yellow")
+    if trace.tracer_errors:
+        text.append(f"  ·  {trace.tracer_errors} tracer errors", "yellow")
+    return text
+
+
+def render_trace(trace: Trace, hide_under_ms: float = DEFAULT_HIDE_UNDER_MS) -> RenderableType:
+    """The whole picture of one trace: headline, tree, findings, phase table, counts."""
+    whole = max(trace.duration, 1)
+    columns = Text(f"{'total':>9} {'self':>9}", "dim")
+    lines = _lines(analysis.fold(trace), whole, int(hide_under_ms * 1e6))
+    parts: list[RenderableType] = [headline(trace), columns, *lines, Text()]
+    found = findings_text(trace)
+    if found is not None:
+        parts += [found, Text()]
+    if trace.request:
+        parts.append(phase_table(trace))
+    parts.append(summary_text(trace))
+    return Group(*parts)
+
+
+def print_traces(
+    traces: list[Trace], console: Console | None = None, **options: Any
+) -> None:
+    console = console or Console()
+    for i, trace in enumerate(traces):
+        if i:
+            console.print()
+        console.print(render_trace(trace, **options))

@@ -1,0 +1,273 @@
+"""Pure functions over a finished Trace: self time, middleware halves, where the time went
+by phase kind, query fingerprints, findings (N+1, duplicates, errors) and the folded tree
+that renderers draw. Nothing here runs on the request path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from tracer.model import Span, Trace
+
+#: Similar queries from one source line at or above this count are an N+1 finding.
+N_PLUS_ONE_THRESHOLD = 3
+
+#: Rows of the phase table, in pipeline order.
+CATEGORIES = (
+    "middleware (before)",
+    "URL resolve",
+    "view",
+    "SQL",
+    "templates",
+    "cache",
+    "sessions",
+    "signals",
+    "other",
+    "middleware (after)",
+    "response",
+    "unaccounted",
+)
+
+_CATEGORY_OF_PHASE = {
+    "url.resolve": "URL resolve",
+    "view": "view",
+    "template": "templates",
+    "cache": "cache",
+    "session": "sessions",
+    "signal": "signals",
+    "middleware.process_view": "middleware (before)",
+    "middleware.process_template_response": "middleware (after)",
+    "middleware.process_exception": "middleware (after)",
+}
+
+
+def category(phase: str) -> str:
+    if phase in _CATEGORY_OF_PHASE:
+        return _CATEGORY_OF_PHASE[phase]
+    if phase.startswith("db."):
+        return "SQL"
+    if phase.startswith("response."):
+        return "response"
+    return "other"
+
+
+def children_of(trace: Trace) -> dict[int | None, list[Span]]:
+    """Each span's children, by start time; key None holds the top-level spans."""
+    kids: dict[int | None, list[Span]] = defaultdict(list)
+    known = {s.id for s in trace.spans}
+    for span in trace.spans:
+        kids[span.parent if span.parent in known else None].append(span)
+    for spans in kids.values():
+        spans.sort(key=lambda s: s.start)
+    return kids
+
+
+def self_times(trace: Trace, kids: dict[int | None, list[Span]] | None = None) -> dict[int, int]:
+    """Each span's own time: its duration less its children's (never below zero)."""
+    kids = kids if kids is not None else children_of(trace)
+    return {
+        s.id: max(0, s.duration - sum(max(c.duration, 0) for c in kids.get(s.id, ())))
+        for s in trace.spans
+    }
+
+
+def middleware_halves(span: Span, children: list[Span]) -> tuple[int, int]:
+    """A middleware's self time before it called the next layer, and after it returned."""
+    inner_start = span.attrs.get("inner_start")
+    inner_end = span.attrs.get("inner_end")
+    if inner_start is None or inner_end is None:  # it answered without calling inward
+        own = span.duration - sum(max(c.duration, 0) for c in children)
+        return max(0, own), 0
+    before = inner_start - span.start
+    after = span.end - inner_end
+    for child in children:
+        if child.start < inner_start:
+            before -= max(child.duration, 0)
+        elif child.start >= inner_end:
+            after -= max(child.duration, 0)
+    return max(0, before), max(0, after)
+
+
+def breakdown(trace: Trace) -> list[tuple[str, int]]:
+    """Where the request's time went by phase kind; the rows add up to the total.
+
+    "unaccounted" is what no span covers (handler and server overhead); it is negative
+    only when spans ran in parallel on several threads.
+    """
+    kids = children_of(trace)
+    own = self_times(trace, kids)
+    totals: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
+    for span in trace.spans:
+        if span.phase == "request" and span.parent is None:
+            continue
+        if span.phase == "middleware":
+            before, after = middleware_halves(span, kids.get(span.id, []))
+            totals["middleware (before)"] += before
+            totals["middleware (after)"] += after
+        else:
+            totals[category(span.phase)] += own[span.id]
+    total = max(trace.duration, 0)
+    totals["unaccounted"] = total - sum(totals.values())
+    return list(totals.items())
+
+
+_LITERAL = re.compile(
+    r"'(?:[^']|'')*'"  # string literal
+    r"|(?<![\w$.])-?\d+(?:\.\d+)?(?![\w$])"  # number not inside an identifier
+    r"|%\(\w+\)s|%s|\?"  # placeholders
+)
+_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)*\s*\)")
+_ROWS = re.compile(r"\(\.\.\.\)(?:\s*,\s*\(\.\.\.\))+")
+_SPACE = re.compile(r"\s+")
+
+
+@lru_cache(maxsize=4096)
+def fingerprint(sql: str) -> str:
+    """The query's shape: literals and placeholders as ?, lists as (...), spaces folded."""
+    shape = _LITERAL.sub("?", sql)
+    shape = _LIST.sub("(...)", shape)
+    shape = _ROWS.sub("(...)", shape)
+    return _SPACE.sub(" ", shape).strip()
+
+
+_SELECT_LIST = re.compile(r"^SELECT\s+(?:DISTINCT\s+)?(.+?)\s+FROM\s", re.IGNORECASE | re.DOTALL)
+
+
+@lru_cache(maxsize=4096)
+def short_sql(sql: str) -> str:
+    """A one-line, readable form: identifiers unquoted, the column list elided."""
+    text = _SPACE.sub(" ", sql.replace('"', "").replace("`", "")).strip()
+    match = _SELECT_LIST.match(text)
+    if match and len(match.group(1)) > 20:
+        text = text[: match.start(1)] + "…" + text[match.end(1) :]
+    return text
+
+
+def _params_key(params: Any) -> str:
+    return repr(params)
+
+
+def findings(trace: Trace) -> list[dict[str, Any]]:
+    """N+1 patterns, exact duplicate queries and errors, most costly first."""
+    found: list[dict[str, Any]] = []
+    similar: dict[tuple[str, str], list[Span]] = defaultdict(list)
+    exact: dict[tuple[str, str], list[Span]] = defaultdict(list)
+    for span in trace.spans:
+        if span.phase != "db.query":
+            continue
+        sql = span.attrs.get("sql", "")
+        similar[(fingerprint(sql), span.attrs.get("source", ""))].append(span)
+        exact[(sql, _params_key(span.attrs.get("params")))].append(span)
+    for (shape, source), spans in similar.items():
+        if len(spans) >= N_PLUS_ONE_THRESHOLD and len({_params_key(s.attrs.get("params")) for s in spans}) > 1:
+            found.append(
+                {
+                    "kind": "n+1",
+                    "count": len(spans),
+                    "fingerprint": shape,
+                    "source": source or None,
+                    "duration": sum(s.duration for s in spans),
+                    "message": f"{len(spans)} similar queries{' from ' + source if source else ''}",
+                }
+            )
+    for (sql, _), spans in exact.items():
+        if len(spans) >= 2:
+            found.append(
+                {
+                    "kind": "duplicate",
+                    "count": len(spans),
+                    "fingerprint": fingerprint(sql),
+                    "source": spans[0].attrs.get("source"),
+                    "duration": sum(s.duration for s in spans),
+                    "message": f"the same query with the same parameters ran {len(spans)} times",
+                }
+            )
+    kids = children_of(trace)
+    for span in trace.spans:
+        if span.error is not None and not any(c.error for c in kids.get(span.id, ())):
+            found.append(
+                {
+                    "kind": "error",
+                    "count": 1,
+                    "span": span.id,
+                    "phase": span.phase,
+                    "name": span.name,
+                    "duration": span.duration,
+                    "message": f"{span.error['type']}: {span.error['message']}",
+                }
+            )
+    found.sort(key=lambda f: (f["kind"] != "error", -f["duration"]))
+    return found
+
+
+@dataclass
+class Node:
+    """A node of the folded tree: one span, or several similar sibling spans merged."""
+
+    phase: str
+    name: str
+    total: int
+    own: int
+    count: int
+    spans: list[Span]
+    children: list[Node] = field(default_factory=list)
+    before: int | None = None  # middleware only
+    after: int | None = None
+
+    @property
+    def first(self) -> Span:
+        return self.spans[0]
+
+
+def _fold_key(span: Span) -> tuple[str, str]:
+    if span.phase == "db.query":
+        return span.phase, fingerprint(span.attrs.get("sql", "")) + "|" + str(
+            span.attrs.get("source", "")
+        )
+    return span.phase, span.name
+
+
+def fold(trace: Trace) -> list[Node]:
+    """The trace as a tree, similar siblings merged (an N+1 becomes one node × count)."""
+    kids = children_of(trace)
+    own = self_times(trace, kids)
+
+    def build(spans: list[Span]) -> list[Node]:
+        groups: dict[tuple[str, str], list[Span]] = {}
+        for span in spans:
+            groups.setdefault(_fold_key(span), []).append(span)
+        nodes = []
+        for group in groups.values():
+            first = group[0]
+            node = Node(
+                phase=first.phase,
+                name=first.name,
+                total=sum(max(s.duration, 0) for s in group),
+                own=sum(own[s.id] for s in group),
+                count=len(group),
+                spans=group,
+                children=build([c for s in group for c in kids.get(s.id, [])]),
+            )
+            if first.phase == "middleware":
+                halves = [middleware_halves(s, kids.get(s.id, [])) for s in group]
+                node.before = sum(h[0] for h in halves)
+                node.after = sum(h[1] for h in halves)
+            nodes.append(node)
+        return nodes
+
+    return build(kids.get(None, []))
+
+
+def summary(trace: Trace) -> dict[str, Any]:
+    """Per-request counts shown under the tree."""
+    queries = [s for s in trace.spans if s.phase == "db.query"]
+    return {
+        "queries": len(queries),
+        "query_time": sum(max(s.duration, 0) for s in queries),
+        "templates": sum(1 for s in trace.spans if s.phase == "template"),
+        "spans": len(trace.spans),
+    }

@@ -1,0 +1,256 @@
+"""The request root and the response phase.
+
+A trace starts in `BaseHandler.get_response[_async]` (shared by WSGIHandler, ASGIHandler
+and the test clients) and ends when the response is closed: under WSGI the server streams
+the body after the handler has returned, so the body iteration and `close()` (with the
+request_finished receivers) are phases of the same trace.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.base import BaseHandler
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
+
+from tracer import redact
+from tracer.model import Span, Trace, current_thread_name
+from tracer.patching import patch
+from tracer.recorder import (
+    Collector,
+    begin_trace,
+    close_span,
+    config,
+    current,
+    finish_trace,
+    open_span,
+    span_scope,
+    tracer_failed,
+)
+
+
+class _Open:
+    """A response whose trace is still open (body not yet sent, not yet closed)."""
+
+    __slots__ = ("trace", "root", "collector", "streaming")
+
+    def __init__(self, trace: Trace, root: Span, collector: Collector | None) -> None:
+        self.trace = trace
+        self.root = root
+        self.collector = collector
+        self.streaming = False
+
+
+# Keyed by the response object itself: nothing is stored on the user's response.
+_open: weakref.WeakKeyDictionary[HttpResponseBase, _Open] = weakref.WeakKeyDictionary()
+
+
+def _request_info(request: Any) -> dict[str, Any]:
+    meta = request.META
+    return {
+        "method": request.method,
+        "path": request.path,
+        "query": redact.query_string(meta.get("QUERY_STRING", "")),
+        "route": None,
+        "view": None,
+        "url_name": None,
+        "status": None,
+        "headers": redact.headers_from_meta(meta),
+    }
+
+
+def _where(request: Any, mode: str) -> dict[str, Any]:
+    server = request.META.get("SERVER_SOFTWARE") or ("asgi" if mode == "async" else "wsgi")
+    return {"pid": os.getpid(), "thread": current_thread_name(), "server": server, "mode": mode}
+
+
+def _start(request: Any, mode: str) -> tuple[Trace, Span, Collector | None, Any] | None:
+    state = current.get()
+    if state is None and not config.record_all:
+        return None
+    collector = state[2] if state is not None else None
+    try:
+        trace, root = begin_trace(_request_info(request), _where(request, mode), collector)
+        return trace, root, collector, current.set((trace, root, collector))
+    except Exception:
+        tracer_failed(None, "request start")
+        return None
+
+
+def _handed_back(trace: Trace, root: Span, collector: Collector | None, response: Any) -> None:
+    """The handler returned: note the status and wait for the response to be closed."""
+    try:
+        trace.request["status"] = response.status_code
+        _open[response] = _Open(trace, root, collector)
+    except Exception:
+        tracer_failed(trace, "response")
+        finish_trace(trace, root, collector)
+
+
+def _get_response(original: Any) -> Any:
+    def get_response(self: BaseHandler, request: Any) -> Any:
+        started = _start(request, "sync")
+        if started is None:
+            return original(self, request)
+        trace, root, collector, token = started
+        try:
+            response = original(self, request)
+        except BaseException:
+            current.reset(token)
+            finish_trace(trace, root, collector)
+            raise
+        current.reset(token)
+        _handed_back(trace, root, collector, response)
+        return response
+
+    return get_response
+
+
+def _get_response_async(original: Any) -> Any:
+    async def get_response_async(self: BaseHandler, request: Any) -> Any:
+        started = _start(request, "async")
+        if started is None:
+            return await original(self, request)
+        trace, root, collector, token = started
+        try:
+            response = await original(self, request)
+        except BaseException:
+            current.reset(token)
+            finish_trace(trace, root, collector)
+            raise
+        current.reset(token)
+        _handed_back(trace, root, collector, response)
+        return response
+
+    return get_response_async
+
+
+def _close(original: Any) -> Any:
+    def close(self: HttpResponseBase) -> None:
+        entry = _open.pop(self, None) if _open else None
+        if entry is None:
+            return original(self)
+        trace, root, collector = entry.trace, entry.root, entry.collector
+        token = current.set((trace, root, collector))
+        try:
+            with span_scope((trace, root, collector), "response.close", "close"):
+                return original(self)
+        finally:
+            current.reset(token)
+            finish_trace(trace, root, collector)
+
+    return close
+
+
+def _streamed(entry: _Open, chunks: Iterator[Any]) -> Iterator[Any]:
+    """Yield the body while timing it; work the body does (a generator's queries) nests here."""
+    trace, root, collector = entry.trace, entry.root, entry.collector
+    span = open_span(trace, root, "response.stream", "body")
+    if span is None:
+        yield from chunks
+        return
+    state = (trace, span, collector)
+    sent = count = 0
+    try:
+        while True:
+            token = current.set(state)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            finally:
+                current.reset(token)
+            sent += len(chunk)
+            count += 1
+            yield chunk
+    finally:
+        close_span(trace, span)
+        span.attrs["bytes"] = sent
+        span.attrs["chunks"] = count
+
+
+async def _astreamed(entry: _Open, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    trace, root, collector = entry.trace, entry.root, entry.collector
+    span = open_span(trace, root, "response.stream", "body")
+    state = (trace, span if span is not None else root, collector)
+    sent = count = 0
+    try:
+        while True:
+            token = current.set(state)
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                current.reset(token)
+            sent += len(chunk)
+            count += 1
+            yield chunk
+    finally:
+        if span is not None:
+            close_span(trace, span)
+            span.attrs["bytes"] = sent
+            span.attrs["chunks"] = count
+
+
+def _iter(original: Any) -> Any:
+    def __iter__(self: HttpResponseBase) -> Iterator[Any]:
+        chunks = original(self)
+        entry = _open.get(self) if _open else None
+        if entry is None or entry.streaming:
+            return chunks
+        entry.streaming = True
+        return _streamed(entry, iter(chunks))
+
+    return __iter__
+
+
+def _aiter(original: Any) -> Any:
+    def __aiter__(self: StreamingHttpResponse) -> AsyncIterator[Any]:
+        chunks = original(self)
+        entry = _open.get(self) if _open else None
+        if entry is None or entry.streaming:
+            return chunks
+        entry.streaming = True
+        return _astreamed(entry, chunks)
+
+    return __aiter__
+
+
+def _send_response(original: Any) -> Any:
+    # Under ASGI a non-streaming body is sent from `response.content`, not by iterating.
+    async def send_response(self: ASGIHandler, response: Any, send: Any) -> Any:
+        entry = _open.get(response) if _open else None
+        if entry is None or response.streaming:
+            return await original(self, response, send)
+        entry.streaming = True
+        state = (entry.trace, entry.root, entry.collector)
+        token = current.set(state)
+        try:
+            with span_scope(state, "response.stream", "body") as span:
+                if span is not None:
+                    span.attrs["bytes"] = len(response.content)
+                return await original(self, response, send)
+        finally:
+            current.reset(token)
+
+    return send_response
+
+
+def install() -> None:
+    patch(BaseHandler, "get_response", _get_response)
+    patch(BaseHandler, "get_response_async", _get_response_async)
+    patch(HttpResponseBase, "close", _close)
+    patch(HttpResponse, "__iter__", _iter)
+    patch(StreamingHttpResponse, "__iter__", _iter)
+    patch(StreamingHttpResponse, "__aiter__", _aiter)
+    patch(ASGIHandler, "send_response", _send_response)
+
+
+def open_traces() -> list[Trace]:
+    """Traces whose response has not been closed yet (for inline sessions ending early)."""
+    return [entry.trace for entry in list(_open.values())]

@@ -1,0 +1,155 @@
+"""Each middleware as one span, its own time split into a "before" and an "after" half.
+
+`BaseHandler.load_middleware` wraps every layer of the chain with
+`convert_exception_to_response`; wrapping that function marks exactly where each layer
+starts and ends, for every middleware style (MiddlewareMixin, new-style class, function
+factory, sync or async). A layer records on its *caller's* span when it was entered and
+left: that window splits the caller's self time into before and after.
+
+process_view, process_template_response and process_exception hooks get spans of their
+own. The user's middleware classes and instances are never touched.
+"""
+
+from __future__ import annotations
+
+import functools
+import types
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction
+from django.core.handlers import base as handler_base
+from django.core.handlers.base import BaseHandler
+
+from tracer.patching import patch
+from tracer.recorder import State, clock, current, span_scope, tracer_failed
+
+
+def _dotted(obj: Any) -> str:
+    if isinstance(obj, (types.FunctionType, types.MethodType)):
+        return f"{obj.__module__}.{obj.__qualname__.split('.<locals>')[0]}"
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _is_handler_core(get_response: Any) -> bool:
+    """The innermost layer: the handler's own _get_response, not a middleware."""
+    return isinstance(getattr(get_response, "__self__", None), BaseHandler)
+
+
+def _enter_layer() -> State | None:
+    state = current.get()
+    if state is not None:
+        outer = state[1]
+        if outer is not None and outer.phase == "middleware":
+            outer.attrs.setdefault("inner_start", clock() - state[0]._t0)
+    return state
+
+
+def _leave_layer(state: State) -> None:
+    outer = state[1]
+    if outer is not None and outer.phase == "middleware":
+        outer.attrs["inner_end"] = clock() - state[0]._t0
+
+
+def _layer(inner: Any, name: str | None) -> Any:
+    """Wrap one layer of the chain; `name` is None for the handler core."""
+
+    if iscoroutinefunction(inner):
+
+        @functools.wraps(inner)
+        async def async_layer(request: Any) -> Any:
+            state = _enter_layer()
+            if state is None:
+                return await inner(request)
+            try:
+                if name is None:
+                    return await inner(request)
+                with span_scope(state, "middleware", name):
+                    return await inner(request)
+            finally:
+                _leave_layer(state)
+
+        return async_layer
+
+    @functools.wraps(inner)
+    def sync_layer(request: Any) -> Any:
+        state = _enter_layer()
+        if state is None:
+            return inner(request)
+        try:
+            if name is None:
+                return inner(request)
+            with span_scope(state, "middleware", name):
+                return inner(request)
+        finally:
+            _leave_layer(state)
+
+    return sync_layer
+
+
+def _convert(original: Any) -> Any:
+    def convert_exception_to_response(get_response: Any) -> Any:
+        inner = original(get_response)
+        try:
+            return _layer(inner, None if _is_handler_core(get_response) else _dotted(get_response))
+        except Exception:
+            tracer_failed(None, "middleware wrap")
+            return inner
+
+    return convert_exception_to_response
+
+
+def _owner(hook: Any) -> str:
+    """The middleware a (possibly sync_to_async-adapted) hook method belongs to."""
+    target = getattr(hook, "func", None) or getattr(hook, "awaitable", None) or hook
+    owner = getattr(target, "__self__", None)
+    return _dotted(owner) if owner is not None else _dotted(target)
+
+
+def _hook(fn: Any, phase: str) -> Any:
+    name = _owner(fn)
+
+    if iscoroutinefunction(fn):
+
+        async def async_hook(*args: Any, **kwargs: Any) -> Any:
+            state = current.get()
+            if state is None:
+                return await fn(*args, **kwargs)
+            with span_scope(state, phase, name):
+                return await fn(*args, **kwargs)
+
+        return async_hook
+
+    def sync_hook(*args: Any, **kwargs: Any) -> Any:
+        state = current.get()
+        if state is None:
+            return fn(*args, **kwargs)
+        with span_scope(state, phase, name):
+            return fn(*args, **kwargs)
+
+    return sync_hook
+
+
+def _load_middleware(original: Any) -> Any:
+    def load_middleware(self: BaseHandler, is_async: bool = False) -> None:
+        original(self, is_async)
+        try:
+            self._view_middleware = [
+                _hook(f, "middleware.process_view") for f in self._view_middleware
+            ]
+            self._template_response_middleware = [
+                _hook(f, "middleware.process_template_response")
+                for f in self._template_response_middleware
+            ]
+            self._exception_middleware = [
+                _hook(f, "middleware.process_exception") for f in self._exception_middleware
+            ]
+        except Exception:
+            tracer_failed(None, "middleware hooks")
+
+    return load_middleware
+
+
+def install() -> None:
+    patch(handler_base, "convert_exception_to_response", _convert)
+    patch(BaseHandler, "load_middleware", _load_middleware)

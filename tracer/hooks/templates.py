@@ -1,0 +1,65 @@
+"""Template rendering, nested as it happens.
+
+`Template._render` is hooked rather than `Template.render`: `{% extends %}` renders its
+parent through `_render` directly, so only there do parents and includes both appear.
+`SimpleTemplateResponse.render` is the response phase that renders a TemplateResponse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.template.base import Template
+from django.template.response import SimpleTemplateResponse
+
+from tracer.patching import patch
+from tracer.recorder import current, span_scope
+
+
+def _render(original: Any) -> Any:
+    def _render(self: Template, context: Any) -> Any:
+        state = current.get()
+        if state is None:
+            return original(self, context)
+        with span_scope(state, "template", self.name or "<string>", {"engine": "django"}):
+            return original(self, context)
+
+    return _render
+
+
+def _jinja2_render(original: Any) -> Any:
+    def render(self: Any, context: Any = None, request: Any = None) -> Any:
+        state = current.get()
+        if state is None:
+            return original(self, context, request)
+        name = getattr(self.template, "name", None) or "<string>"
+        with span_scope(state, "template", name, {"engine": "jinja2"}):
+            return original(self, context, request)
+
+    return render
+
+
+def _response_render(original: Any) -> Any:
+    def render(self: SimpleTemplateResponse) -> Any:
+        state = current.get()
+        if state is None or self._is_rendered:
+            return original(self)
+        name = self.template_name
+        if not isinstance(name, str):
+            name = getattr(name, "name", None) or (
+                name[0] if isinstance(name, (list, tuple)) and name else "template"
+            )
+        with span_scope(state, "response.render", str(name)):
+            return original(self)
+
+    return render
+
+
+def install() -> None:
+    patch(Template, "_render", _render)
+    patch(SimpleTemplateResponse, "render", _response_render)
+    try:
+        from django.template.backends.jinja2 import Template as Jinja2Template
+    except ImportError:  # jinja2 is optional
+        return
+    patch(Jinja2Template, "render", _jinja2_render)

@@ -1,0 +1,50 @@
+"""URL resolution: `BaseHandler.resolve_request` serves both the sync and async paths.
+
+The match Django made is read, never recomputed; a miss (Resolver404) is marked on the span.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.handlers.base import BaseHandler
+from django.urls import Resolver404
+
+from tracer.patching import patch
+from tracer.recorder import current, span_scope
+
+
+def _resolve_request(original: Any) -> Any:
+    def resolve_request(self: BaseHandler, request: Any) -> Any:
+        state = current.get()
+        if state is None:
+            return original(self, request)
+        with span_scope(state, "url.resolve", request.path_info) as span:
+            try:
+                match = original(self, request)
+            except Resolver404:
+                if span is not None:
+                    span.attrs["resolved"] = False
+                raise
+            if span is not None:
+                route = match.route
+                span.name = route or request.path_info
+                span.attrs.update(
+                    resolved=True,
+                    route=route,
+                    view=match._func_path,
+                    url_name=match.view_name,
+                    args=len(match.args),
+                    kwargs=list(match.kwargs),
+                )
+                request_info = state[0].request
+                request_info["route"] = route
+                request_info["view"] = match._func_path
+                request_info["url_name"] = match.view_name
+            return match
+
+    return resolve_request
+
+
+def install() -> None:
+    patch(BaseHandler, "resolve_request", _resolve_request)

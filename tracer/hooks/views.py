@@ -1,0 +1,72 @@
+"""The view: `BaseHandler.make_view_atomic` receives the resolved callback on every request.
+
+The wrapper matches the view's own mode, so an async view stays async; a class-based view
+is named by its class, with the handler method (get, post…) it dispatches to.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction
+from django.core.handlers.base import BaseHandler
+
+from tracer.patching import patch
+from tracer.recorder import current, span_scope
+
+
+@functools.lru_cache(maxsize=2048)
+def _view_name(view: Any) -> tuple[str, type | None]:
+    view_class = getattr(view, "view_class", None)
+    target = view_class or view
+    module = getattr(target, "__module__", "") or ""
+    qualname = getattr(target, "__qualname__", None) or type(target).__qualname__
+    return f"{module}.{qualname}" if module else qualname, view_class
+
+
+def _attrs(view_class: type | None, request: Any) -> dict[str, Any]:
+    if view_class is None:
+        return {}
+    method = request.method.lower()
+    handler = method if method in view_class.http_method_names and hasattr(
+        view_class, method
+    ) else "http_method_not_allowed"
+    return {"class_based": True, "handler": handler}
+
+
+def _make_view_atomic(original: Any) -> Any:
+    def make_view_atomic(self: BaseHandler, view: Any) -> Any:
+        wrapped = original(self, view)
+        if current.get() is None:
+            return wrapped
+        try:
+            name, view_class = _view_name(view)
+        except TypeError:  # an unhashable callable
+            name, view_class = repr(view)[:200], None
+
+        if iscoroutinefunction(wrapped):
+
+            async def async_view(request: Any, *args: Any, **kwargs: Any) -> Any:
+                state = current.get()
+                if state is None:
+                    return await wrapped(request, *args, **kwargs)
+                with span_scope(state, "view", name, _attrs(view_class, request)):
+                    return await wrapped(request, *args, **kwargs)
+
+            return async_view
+
+        def sync_view(request: Any, *args: Any, **kwargs: Any) -> Any:
+            state = current.get()
+            if state is None:
+                return wrapped(request, *args, **kwargs)
+            with span_scope(state, "view", name, _attrs(view_class, request)):
+                return wrapped(request, *args, **kwargs)
+
+        return sync_view
+
+    return make_view_atomic
+
+
+def install() -> None:
+    patch(BaseHandler, "make_view_atomic", _make_view_atomic)

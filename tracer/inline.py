@@ -1,0 +1,83 @@
+"""Tracing from a test, a shell or a debugger:
+
+    from tracer import trace
+
+    with trace() as t:
+        client.get("/books/")
+    t.show()
+    assert len(t.queries) < 5
+
+Requests handled inside the block (in this thread or task, and the sync_to_async hops they
+make) are traced; ORM work done outside any request is kept too, as `t.bare`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tracer.install import install
+from tracer.model import Span, Trace, current_thread_name
+from tracer.recorder import clock, current, finish_trace
+
+
+class TraceSession:
+    """What `trace()` collected: finished request traces and bare work."""
+
+    def __init__(self) -> None:
+        self.bare = Trace(
+            {}, {"pid": os.getpid(), "thread": current_thread_name(), "server": "inline", "mode": "inline"}
+        )
+        self._traces: list[Trace] = []
+        self._token: Any = None
+
+    # Collector protocol, called by the request hooks.
+    def started(self, trace: Trace) -> None:
+        self._traces.append(trace)
+
+    def finished(self, trace: Trace) -> None:
+        pass
+
+    def __enter__(self) -> TraceSession:
+        install()
+        self._token = current.set((self.bare, None, self))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        current.reset(self._token)
+        self.bare.duration = clock() - self.bare._t0
+        self.bare.closed = True
+        # A response nobody closed (a RequestFactory call, an unread stream) ends here.
+        for trace in self._traces:
+            if not trace.closed and trace.root is not None:
+                finish_trace(trace, trace.root, None)
+                trace.closed = False
+
+    @property
+    def requests(self) -> list[Trace]:
+        """Every request traced inside the block, in the order they started."""
+        return list(self._traces)
+
+    @property
+    def traces(self) -> list[Trace]:
+        """The request traces, then the bare work if there was any."""
+        return self.requests + ([self.bare] if self.bare.spans else [])
+
+    @property
+    def spans(self) -> list[Span]:
+        return [span for t in self.traces for span in t.spans]
+
+    @property
+    def queries(self) -> list[Span]:
+        return [span for span in self.spans if span.phase == "db.query"]
+
+    def show(self, **options: Any) -> None:
+        """Print each trace as djtrace's tree (needs the `cli` package, i.e. rich)."""
+        from cli.render import print_traces  # presentation lives in cli/, loaded on demand
+
+        print_traces(self.traces, **options)
+
+
+def trace() -> TraceSession:
+    """A context manager that traces the requests and ORM work done inside it."""
+    return TraceSession()

@@ -1,0 +1,207 @@
+"""The trace data model: a Trace is one request, its Spans are the phases inside it.
+
+Times are integer nanoseconds relative to the trace's start (a `perf_counter_ns` base
+kept privately while recording). The JSON form is documented in docs/trace-format.md;
+every reader goes through `Trace.from_dict`, which refuses a schema it does not know.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class SchemaError(ValueError):
+    """A trace document this version of djtrace cannot read."""
+
+
+class Span:
+    """One phase of a request. `attrs` holds phase-specific detail (SQL, template name…)."""
+
+    __slots__ = ("id", "parent", "phase", "name", "start", "duration", "thread", "attrs", "error")
+
+    def __init__(
+        self,
+        id: int,
+        parent: int | None,
+        phase: str,
+        name: str,
+        start: int,
+        thread: int,
+        attrs: dict[str, Any] | None = None,
+        duration: int = -1,
+        error: dict[str, str] | None = None,
+    ) -> None:
+        self.id = id
+        self.parent = parent
+        self.phase = phase
+        self.name = name
+        self.start = start
+        self.duration = duration  # -1 while the span is open
+        self.thread = thread
+        self.attrs = attrs if attrs is not None else {}
+        self.error = error
+
+    @property
+    def end(self) -> int:
+        return self.start + max(self.duration, 0)
+
+    def __repr__(self) -> str:
+        return f"<Span {self.id} {self.phase} {self.name!r} {self.duration / 1e6:.3f}ms>"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "parent": self.parent,
+            "phase": self.phase,
+            "name": self.name,
+            "start": self.start,
+            "duration": self.duration,
+            "thread": self.thread,
+            "attrs": {k: _jsonable(v) for k, v in self.attrs.items()},
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Span:
+        return cls(
+            id=int(data["id"]),
+            parent=data.get("parent"),
+            phase=str(data["phase"]),
+            name=str(data["name"]),
+            start=int(data["start"]),
+            duration=int(data["duration"]),
+            thread=int(data.get("thread", 0)),
+            attrs=dict(data.get("attrs") or {}),
+            error=data.get("error"),
+        )
+
+
+class Trace:
+    """One request (or, for inline use, a stretch of bare ORM work) and its spans."""
+
+    __slots__ = (
+        "id",
+        "schema",
+        "started_at",
+        "duration",
+        "request",
+        "where",
+        "spans",
+        "findings",
+        "dropped_spans",
+        "tracer_errors",
+        "closed",
+        "_t0",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        request: dict[str, Any] | None = None,
+        where: dict[str, Any] | None = None,
+        *,
+        id: str | None = None,
+        started_at: int | None = None,
+    ) -> None:
+        self.id = id or os.urandom(8).hex()
+        self.schema = SCHEMA_VERSION
+        self.started_at = started_at if started_at is not None else time.time_ns()
+        self.duration = -1
+        self.request: dict[str, Any] = request if request is not None else {}
+        self.where: dict[str, Any] = where if where is not None else {}
+        self.spans: list[Span] = []
+        self.findings: list[dict[str, Any]] | None = None  # computed by analysis when needed
+        self.dropped_spans = 0
+        self.tracer_errors = 0
+        self.closed = False
+        self._t0 = time.perf_counter_ns()
+
+    def __repr__(self) -> str:
+        label = f"{self.request.get('method', '')} {self.request.get('path', '')}".strip()
+        return f"<Trace {self.id} {label or 'inline'} {self.duration / 1e6:.3f}ms>"
+
+    @property
+    def root(self) -> Span | None:
+        """The request span (the first span without a parent)."""
+        for span in self.spans:
+            if span.parent is None and span.phase == "request":
+                return span
+        return None
+
+    @property
+    def queries(self) -> list[Span]:
+        return [s for s in self.spans if s.phase == "db.query"]
+
+    def to_dict(self) -> dict[str, Any]:
+        from tracer.analysis import findings
+
+        return {
+            "schema": self.schema,
+            "id": self.id,
+            "started_at": self.started_at,
+            "duration": self.duration,
+            "closed": self.closed,
+            "request": {k: _jsonable(v) for k, v in self.request.items()},
+            "where": dict(self.where),
+            "spans": [s.to_dict() for s in self.spans],
+            "findings": self.findings if self.findings is not None else findings(self),
+            "dropped_spans": self.dropped_spans,
+            "tracer_errors": self.tracer_errors,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Trace:
+        if not isinstance(data, dict):
+            raise SchemaError(f"a trace is a JSON object, not {type(data).__name__}")
+        schema = data.get("schema")
+        if schema != SCHEMA_VERSION:
+            raise SchemaError(
+                f"trace schema {schema!r} is not supported by this djtrace "
+                f"(it reads schema {SCHEMA_VERSION}); upgrade djtrace to read it"
+            )
+        try:
+            trace = cls(
+                request=dict(data.get("request") or {}),
+                where=dict(data.get("where") or {}),
+                id=str(data["id"]),
+                started_at=int(data["started_at"]),
+            )
+            trace.duration = int(data["duration"])
+            trace.closed = bool(data.get("closed", True))
+            trace.spans = [Span.from_dict(s) for s in data.get("spans") or []]
+            trace.findings = list(data.get("findings") or [])
+            trace.dropped_spans = int(data.get("dropped_spans", 0))
+            trace.tracer_errors = int(data.get("tracer_errors", 0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"malformed trace: {exc.__class__.__name__}: {exc}") from None
+        return trace
+
+
+def current_thread_name() -> str:
+    return threading.current_thread().name
+
+
+_MAX_VALUE_CHARS = 200
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-safe, size-capped form of an attribute value (params, args…)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 4096 else value[:4096] + "…"
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value[:100]]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in list(value.items())[:100]}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return f"<{len(value)} bytes>"
+    text = repr(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[:_MAX_VALUE_CHARS] + "…"

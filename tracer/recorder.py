@@ -1,0 +1,180 @@
+"""Where the current trace lives while a request runs, and how spans are opened and closed.
+
+The active recording is one context variable holding `(trace, parent span, collector)`,
+so threads, asyncio tasks and sync_to_async hops each see their own request. With no
+active trace every hook costs exactly one `ContextVar.get()`.
+
+The tracer's own failures never reach the request: they are caught here, counted on the
+trace (`tracer_errors`) and the request goes on untraced from that point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, Protocol
+
+from tracer.model import Span, Trace
+
+logger = logging.getLogger("djtrace")
+
+clock = time.perf_counter_ns
+thread_id = threading.get_ident
+
+
+class Collector(Protocol):
+    """Receives each request trace started inside it (the inline `trace()` session)."""
+
+    def started(self, trace: Trace) -> None: ...
+
+    def finished(self, trace: Trace) -> None: ...
+
+
+State = tuple[Trace, "Span | None", "Collector | None"]
+
+#: The one context variable every hook reads.
+current: ContextVar[State | None] = ContextVar("djtrace", default=None)
+
+
+class _Config:
+    """Process-wide switches. Read on the request path, so plain attributes."""
+
+    __slots__ = ("record_all", "max_spans", "sinks")
+
+    def __init__(self) -> None:
+        self.record_all = False  # trace every request, not only those inside trace()
+        self.max_spans = 5000
+        self.sinks: list[Callable[[Trace], None]] = []
+
+
+config = _Config()
+
+_span_ids = itertools.count(1)  # ids only need to be unique within a trace
+
+
+def add_sink(sink: Callable[[Trace], None]) -> None:
+    """Call `sink(trace)` for every finished request trace (store writer, exporters…)."""
+    if sink not in config.sinks:
+        config.sinks.append(sink)
+
+
+def remove_sink(sink: Callable[[Trace], None]) -> None:
+    if sink in config.sinks:
+        config.sinks.remove(sink)
+
+
+def open_span(
+    trace: Trace, parent: Span | None, phase: str, name: str, attrs: dict[str, Any] | None = None
+) -> Span | None:
+    """Start a span, or return None (and count it) when the trace is at its span cap."""
+    spans = trace.spans
+    if len(spans) >= config.max_spans:
+        trace.dropped_spans += 1
+        return None
+    span = Span(
+        next(_span_ids),
+        parent.id if parent is not None else None,
+        phase,
+        name,
+        clock() - trace._t0,
+        thread_id(),
+        attrs,
+    )
+    spans.append(span)
+    return span
+
+
+def close_span(trace: Trace, span: Span) -> None:
+    span.duration = clock() - trace._t0 - span.start
+
+
+def mark_error(span: Span, exc: BaseException) -> None:
+    if span.error is None:
+        cls = type(exc)
+        span.error = {"type": f"{cls.__module__}.{cls.__qualname__}", "message": str(exc)[:500]}
+
+
+def tracer_failed(trace: Trace | None, where: str) -> None:
+    """The tracer itself broke: count it, log it once per trace, never raise."""
+    if trace is not None:
+        trace.tracer_errors += 1
+        if trace.tracer_errors > 1:
+            return
+    logger.warning("djtrace: internal error in %s (request unaffected)", where, exc_info=True)
+
+
+class span_scope:
+    """`with span_scope(state, phase, name) as span:` — a span that is also the current parent.
+
+    `span` is None when nothing could be recorded; the body runs the same either way.
+    """
+
+    __slots__ = ("state", "phase", "name", "attrs", "span", "token")
+
+    def __init__(
+        self, state: State, phase: str, name: str, attrs: dict[str, Any] | None = None
+    ) -> None:
+        self.state = state
+        self.phase = phase
+        self.name = name
+        self.attrs = attrs
+        self.span: Span | None = None
+        self.token: Any = None
+
+    def __enter__(self) -> Span | None:
+        trace, parent, collector = self.state
+        try:
+            span = open_span(trace, parent, self.phase, self.name, self.attrs)
+            if span is not None:
+                self.token = current.set((trace, span, collector))
+            self.span = span
+        except Exception:
+            tracer_failed(trace, f"{self.phase} start")
+        return self.span
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        span = self.span
+        if span is None:
+            return False
+        trace = self.state[0]
+        try:
+            close_span(trace, span)
+            if exc is not None and not isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+                mark_error(span, exc)
+            current.reset(self.token)
+        except Exception:
+            tracer_failed(trace, f"{self.phase} end")
+        return False  # the app's exception, if any, passes through untouched
+
+
+def begin_trace(
+    request: dict[str, Any], where: dict[str, Any], collector: Collector | None
+) -> tuple[Trace, Span]:
+    """A new request trace with its root span opened."""
+    trace = Trace(request, where)
+    root = open_span(trace, None, "request", f"{request.get('method', '')} {request.get('path', '')}")
+    assert root is not None  # a new trace is never at its cap
+    if collector is not None:
+        collector.started(trace)
+    return trace, root
+
+
+def finish_trace(trace: Trace, root: Span, collector: Collector | None) -> None:
+    """Close the root span and hand the trace to its collector and every sink."""
+    if trace.closed:
+        return
+    close_span(trace, root)
+    trace.duration = root.duration
+    trace.closed = True
+    if collector is not None:
+        collector.finished(trace)
+    for sink in config.sinks:
+        try:
+            sink(trace)
+        except Exception:
+            tracer_failed(trace, f"sink {sink!r}")

@@ -1,0 +1,122 @@
+"""What never leaves the request: secret headers, sensitive query keys, SQL parameters
+bound to sensitive-looking columns.
+
+Decisions about an SQL string are cached per string, so redacting a query's parameters
+costs a dict lookup when nothing in it is sensitive.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
+
+REDACTED = "[redacted]"
+
+SECRET_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "x-auth-token",
+        "x-csrftoken",
+        "x-amz-security-token",
+    }
+)
+
+_SENSITIVE = re.compile(
+    r"pass(word|wd)?|pwd|secret|token|api_?key|access_?key|private_?key|session_?(key|data)|"
+    r"auth|credential|signature|otp|salt|ssn|card_?(number|no)|cvv|csrf",
+    re.IGNORECASE,
+)
+
+
+def is_sensitive(name: str) -> bool:
+    return _SENSITIVE.search(name) is not None
+
+
+def headers_from_meta(meta: Mapping[str, Any], extra_secret: frozenset[str] = frozenset()) -> dict:
+    """Request headers from a WSGI/ASGI META dict, secrets replaced by a marker."""
+    out = {}
+    for key, value in meta.items():
+        if key.startswith("HTTP_"):
+            name = key[5:].replace("_", "-").lower()
+        elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            name = key.replace("_", "-").lower()
+        else:
+            continue
+        secret = name in SECRET_HEADERS or name in extra_secret
+        out[name] = REDACTED if secret else str(value)[:512]
+    return out
+
+
+def query_string(qs: str) -> str:
+    """The query string with values of sensitive-looking keys replaced."""
+    if not qs or not _SENSITIVE.search(qs):
+        return qs
+    parts = []
+    for pair in qs.split("&"):
+        key, sep, _ = pair.partition("=")
+        parts.append(f"{key}{sep}{REDACTED}" if sep and is_sensitive(key) else pair)
+    return "&".join(parts)
+
+
+_TOKEN = re.compile(
+    r"""(?P<ph>%s|%\((?P<named>\w+)\)s|\?)|"(?P<dq>[^"]+)"|`(?P<bq>[^`]+)`|'(?:[^']|'')*'|(?P<word>[A-Za-z_][\w$]*)"""
+)
+_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+\S+\s*\((?P<cols>[^)]*)\)\s*VALUES", re.IGNORECASE)
+
+
+@lru_cache(maxsize=4096)
+def sensitive_positions(sql: str) -> tuple[int, ...]:
+    """Indexes of the placeholders in `sql` bound to a sensitive-looking column."""
+    if not _SENSITIVE.search(sql):
+        return ()
+    insert = _INSERT.match(sql)
+    columns = (
+        [c.strip().strip('"`[]').rsplit(".", 1)[-1] for c in insert.group("cols").split(",")]
+        if insert
+        else []
+    )
+    positions = []
+    last_ident = ""
+    index = 0
+    for match in _TOKEN.finditer(sql, insert.end() if insert else 0):
+        if match.group("ph"):
+            column = columns[index % len(columns)] if columns else last_ident
+            if is_sensitive(column) or (match.group("named") and is_sensitive(match["named"])):
+                positions.append(index)
+            index += 1
+        elif match.group("dq") or match.group("bq"):
+            last_ident = (match.group("dq") or match.group("bq")).rsplit(".", 1)[-1]
+        elif match.group("word") and sql[match.end() : match.end() + 1] != "(":
+            word = match.group("word")
+            if word.upper() not in _KEYWORDS:
+                last_ident = word
+    return tuple(positions)
+
+
+_KEYWORDS = frozenset(
+    ["SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "BETWEEN", "AS", "ON", "JOIN", "INNER", "LEFT", "RIGHT", "OUTER", "SET", "VALUES", "UPDATE", "INSERT", "INTO", "DELETE", "ORDER", "BY", "GROUP", "HAVING", "LIMIT", "OFFSET", "ASC", "DESC", "DISTINCT", "CASE", "WHEN", "THEN", "ELSE", "END", "ESCAPE", "RETURNING", "EXISTS", "TRUE", "FALSE"]
+)
+
+
+def sql_params(sql: Any, params: Any) -> Any:
+    """`params` with those bound to sensitive columns redacted (same shape: tuple or dict)."""
+    if not params:
+        return params
+    if isinstance(params, Mapping):
+        return {k: (REDACTED if is_sensitive(str(k)) else v) for k, v in params.items()}
+    if not isinstance(sql, str):
+        return [REDACTED] * len(params) if isinstance(params, (list, tuple)) else REDACTED
+    positions = sensitive_positions(sql)
+    if not positions:
+        return params
+    values = list(params)
+    for i in positions:
+        if i < len(values):
+            values[i] = REDACTED
+    return values

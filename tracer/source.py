@@ -1,0 +1,87 @@
+"""The file:line in the user's code that caused a span (a query, a cache call…).
+
+Walks up from the hook to the first frame whose code is not Django's, djtrace's, the
+standard library's or an installed package's. Whether a code object is "user code" is
+decided once per code object and cached, so the walk is a few dict lookups per frame.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from types import CodeType, FrameType
+
+_user_path: dict[CodeType, str | None] = {}  # code -> display path, or None when not user code
+
+# A sync_to_async hop: frames above it belong to whatever the worker thread was parked in,
+# not to the coroutine that awaited the call, so the walk stops there.
+_BOUNDARY = ""
+
+
+def _library_roots() -> tuple[str, ...]:
+    roots = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        path = sysconfig.get_paths().get(key)
+        if path:
+            roots.add(os.path.realpath(path))
+    for name in ("django", "asgiref", "tracer", "cli", "exporters", "jinja2", "psycopg", "redis"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            roots.add(os.path.dirname(os.path.realpath(module.__file__)))
+    return tuple(sorted(roots))
+
+
+def _sample_site_root() -> str | None:
+    # The bundled demo project is user code even when it is installed in site-packages.
+    here = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    path = os.path.join(here, "sample_site")
+    return path if os.path.isdir(path) else None
+
+
+_roots: tuple[str, ...] | None = None
+_user_roots: tuple[str, ...] = ()
+
+
+def _classify(code: CodeType) -> str | None:
+    global _roots, _user_roots
+    if _roots is None:
+        _roots = _library_roots()
+        sample = _sample_site_root()
+        _user_roots = (sample,) if sample else ()
+    filename = code.co_filename
+    if filename.startswith("<"):
+        return None
+    path = os.path.realpath(filename)
+    if os.sep + "asgiref" + os.sep in path:
+        return _BOUNDARY
+    if not path.startswith(_user_roots) and path.startswith(_roots):
+        return None
+    return _display_path(path)
+
+
+def _display_path(path: str) -> str:
+    """Relative to the working directory, else from its top-level package (like a module path)."""
+    cwd = os.getcwd()
+    if path.startswith(cwd + os.sep):
+        return os.path.relpath(path, cwd)
+    base = os.path.dirname(path)
+    while os.path.exists(os.path.join(base, "__init__.py")):
+        base = os.path.dirname(base)
+    return os.path.relpath(path, base)
+
+
+def user_source(depth: int = 2) -> str | None:
+    """`path:line` of the nearest user frame above the caller, or None."""
+    frame: FrameType | None = sys._getframe(depth)
+    cache = _user_path
+    while frame is not None:
+        code = frame.f_code
+        try:
+            path = cache[code]
+        except KeyError:
+            path = cache[code] = _classify(code)
+        if path is not None:
+            return f"{path}:{frame.f_lineno}" if path else None
+        frame = frame.f_back
+    return None
