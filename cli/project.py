@@ -31,7 +31,9 @@ def setup_django(settings: str | None = None, pythonpath: str | None = None) -> 
         hint = "" if pythonpath else " (is the project on the path? try --pythonpath)"
         raise CliError(f"cannot import settings module {module!r}: {exc}{hint}") from None
     except Exception as exc:
-        raise CliError(f"settings module {module!r} failed to load: {type(exc).__name__}: {exc}") from None
+        raise CliError(
+            f"settings module {module!r} failed to load: {type(exc).__name__}: {exc}"
+        ) from None
     os.environ["DJANGO_SETTINGS_MODULE"] = module
 
     import django

@@ -80,7 +80,9 @@ def _label(node: Node) -> Text:
         return Text.assemble((hook + " ", "cyan"), (node.name.rpartition(".")[2], ""))
     if phase == "url.resolve":
         if attrs.get("resolved") is False:
-            return Text.assemble(("URL resolve ", "cyan"), (node.name, ""), (" → no match (404)", "red"))
+            return Text.assemble(
+                ("URL resolve ", "cyan"), (node.name, ""), (" → no match (404)", "red")
+            )
         text = Text.assemble(("URL resolve ", "cyan"), (repr(attrs.get("route", node.name)), ""))
         text.append(f" → {attrs.get('view', '?')}", "dim")
         if attrs.get("url_name"):
@@ -100,7 +102,10 @@ def _label(node: Node) -> Text:
         text = Text.assemble(("response body", "cyan"))
         if "bytes" in attrs:
             chunks = attrs.get("chunks")
-            text.append(f"  {_size(int(attrs['bytes']))}" + (f" in {chunks} chunks" if chunks else ""), "dim")
+            text.append(
+                f"  {_size(int(attrs['bytes']))}" + (f" in {chunks} chunks" if chunks else ""),
+                "dim",
+            )
     elif phase == "response.render":
         text = Text.assemble(("response render ", "cyan"), (node.name, ""))
     elif phase == "response.close":
@@ -124,19 +129,21 @@ def _line(node: Node, whole: int, guide: str) -> Text:
     )
     errors = [s.error for s in node.spans if s.error]
     if errors:
-        line.append(f"  ✗ {errors[0]['type'].rsplit('.', 1)[-1]}: {errors[0]['message'][:120]}", "bold red")
+        line.append(
+            f"  ✗ {errors[0]['type'].rsplit('.', 1)[-1]}: {errors[0]['message'][:120]}", "bold red"
+        )
     return line
 
 
 def _visible(node: Node, hide_under: int) -> bool:
-    return node.total >= hide_under or node.phase.startswith(STRUCTURAL) or any(
-        s.error for s in node.spans
+    return (
+        node.total >= hide_under
+        or node.phase.startswith(STRUCTURAL)
+        or any(s.error for s in node.spans)
     )
 
 
-def _lines(
-    nodes: list[Node], whole: int, hide_under: int, prefix: str | None = None
-) -> list[Text]:
+def _lines(nodes: list[Node], whole: int, hide_under: int, prefix: str | None = None) -> list[Text]:
     """One line per visible node; `prefix` is the guide so far (None at the top level)."""
     shown = [n for n in nodes if _visible(n, hide_under)]
     hidden = [n for n in nodes if not _visible(n, hide_under)]
@@ -231,7 +238,9 @@ def summary_text(trace: Trace) -> Text:
         f" ({ms(info['query_time'])})  ·  {info['templates']} templates  ·  {info['spans']} spans",
     )
     if where:
-        text.append(f"  ·  pid {where.get('pid')} {where.get('thread', '')} {where.get('mode', '')}", "dim")
+        text.append(
+            f"  ·  pid {where.get('pid')} {where.get('thread', '')} {where.get('mode', '')}", "dim"
+        )
     if trace.dropped_spans:
         text.append(f"  ·  {trace.dropped_spans} spans dropped (cap reached)", "yellow")
     if trace.tracer_errors:
@@ -254,9 +263,7 @@ def render_trace(trace: Trace, hide_under_ms: float = DEFAULT_HIDE_UNDER_MS) -> 
     return Group(*parts)
 
 
-def print_traces(
-    traces: list[Trace], console: Console | None = None, **options: Any
-) -> None:
+def print_traces(traces: list[Trace], console: Console | None = None, **options: Any) -> None:
     console = console or Console()
     for i, trace in enumerate(traces):
         if i:

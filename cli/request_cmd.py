@@ -75,21 +75,74 @@ def _spread(traces: list[Trace]) -> Text:
 
 
 def request(
-    target: Annotated[list[str], typer.Argument(metavar="[METHOD] PATH", help="e.g. /books/ or POST /form/", show_default=False)],
-    settings: Annotated[str | None, typer.Option("--settings", help="Settings module (default: DJANGO_SETTINGS_MODULE, else the bundled sample_site).")] = None,
-    pythonpath: Annotated[str | None, typer.Option("--pythonpath", help="Directory to put on sys.path first (your project root).")] = None,
-    header: Annotated[list[str] | None, typer.Option("-H", "--header", help="Request header 'Name: value' (repeatable).")] = None,
-    data: Annotated[str | None, typer.Option("--data", help="Form-encoded body, e.g. 'a=1&b=2'.")] = None,
-    json_body: Annotated[str | None, typer.Option("--json", help="JSON body (sets Content-Type: application/json).")] = None,
-    user: Annotated[str | None, typer.Option("--user", help="Log in as this username first (force_login).")] = None,
-    repeat: Annotated[int, typer.Option("--repeat", min=1, max=10000, help="Run N times; show the median run and the spread.")] = 1,
-    fmt: Annotated[Format, typer.Option("--format", help="tree (rich) or json (the documented trace format).")] = Format.tree,
-    asgi: Annotated[bool, typer.Option("--asgi", help="Go through ASGIHandler instead of WSGIHandler.")] = False,
-    enforce_csrf: Annotated[bool, typer.Option("--enforce-csrf", help="Enforce CSRF checks (off by default, as in Django's test client).")] = False,
-    host: Annotated[str | None, typer.Option("--host", help="Host header (default: the first concrete ALLOWED_HOSTS entry).")] = None,
-    hide_under: Annotated[float, typer.Option("--hide-under", metavar="MS", min=0, help="Hide detail spans faster than this (ms); pipeline phases always show.")] = DEFAULT_HIDE_UNDER_MS,
+    target: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[METHOD] PATH", help="e.g. /books/ or POST /form/", show_default=False
+        ),
+    ],
+    settings: Annotated[
+        str | None,
+        typer.Option(
+            "--settings",
+            help="Settings module (default: DJANGO_SETTINGS_MODULE, else the bundled sample_site).",
+        ),
+    ] = None,
+    pythonpath: Annotated[
+        str | None,
+        typer.Option(
+            "--pythonpath", help="Directory to put on sys.path first (your project root)."
+        ),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("-H", "--header", help="Request header 'Name: value' (repeatable)."),
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Form-encoded body, e.g. 'a=1&b=2'.")
+    ] = None,
+    json_body: Annotated[
+        str | None, typer.Option("--json", help="JSON body (sets Content-Type: application/json).")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Log in as this username first (force_login).")
+    ] = None,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            "--repeat", min=1, max=10000, help="Run N times; show the median run and the spread."
+        ),
+    ] = 1,
+    fmt: Annotated[
+        Format, typer.Option("--format", help="tree (rich) or json (the documented trace format).")
+    ] = Format.tree,
+    asgi: Annotated[
+        bool, typer.Option("--asgi", help="Go through ASGIHandler instead of WSGIHandler.")
+    ] = False,
+    enforce_csrf: Annotated[
+        bool,
+        typer.Option(
+            "--enforce-csrf",
+            help="Enforce CSRF checks (off by default, as in Django's test client).",
+        ),
+    ] = False,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host", help="Host header (default: the first concrete ALLOWED_HOSTS entry)."
+        ),
+    ] = None,
+    hide_under: Annotated[
+        float,
+        typer.Option(
+            "--hide-under",
+            metavar="MS",
+            min=0,
+            help="Hide detail spans faster than this (ms); pipeline phases always show.",
+        ),
+    ] = DEFAULT_HIDE_UNDER_MS,
 ) -> None:
-    """Trace one request through your project's full middleware stack, in-process, and show where its time went."""
+    """Trace one request in-process through your project's full stack; show where its time went."""
     method, path = _parse_target(target)
     headers = [parse_header(h) for h in header or []]
     body, content_type = _body(data, json_body)

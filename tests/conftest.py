@@ -51,7 +51,10 @@ def data_dir() -> str:
 
 
 def run_djtrace(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | str | None = None, timeout: float = 120
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | str | None = None,
+    timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
     """Run the real `djtrace` command line in a child process, as a user would."""
     full_env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", **(env or {})}

@@ -163,7 +163,10 @@ def findings(trace: Trace) -> list[dict[str, Any]]:
         similar[(fingerprint(sql), span.attrs.get("source", ""))].append(span)
         exact[(sql, _params_key(span.attrs.get("params")))].append(span)
     for (shape, source), spans in similar.items():
-        if len(spans) >= N_PLUS_ONE_THRESHOLD and len({_params_key(s.attrs.get("params")) for s in spans}) > 1:
+        if (
+            len(spans) >= N_PLUS_ONE_THRESHOLD
+            and len({_params_key(s.attrs.get("params")) for s in spans}) > 1
+        ):
             found.append(
                 {
                     "kind": "n+1",

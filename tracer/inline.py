@@ -26,7 +26,13 @@ class TraceSession:
 
     def __init__(self) -> None:
         self.bare = Trace(
-            {}, {"pid": os.getpid(), "thread": current_thread_name(), "server": "inline", "mode": "inline"}
+            {},
+            {
+                "pid": os.getpid(),
+                "thread": current_thread_name(),
+                "server": "inline",
+                "mode": "inline",
+            },
         )
         self._traces: list[Trace] = []
         self._token: Any = None

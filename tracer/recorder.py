@@ -157,7 +157,9 @@ def begin_trace(
 ) -> tuple[Trace, Span]:
     """A new request trace with its root span opened."""
     trace = Trace(request, where)
-    root = open_span(trace, None, "request", f"{request.get('method', '')} {request.get('path', '')}")
+    root = open_span(
+        trace, None, "request", f"{request.get('method', '')} {request.get('path', '')}"
+    )
     assert root is not None  # a new trace is never at its cap
     if collector is not None:
         collector.started(trace)

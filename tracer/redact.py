@@ -100,7 +100,52 @@ def sensitive_positions(sql: str) -> tuple[int, ...]:
 
 
 _KEYWORDS = frozenset(
-    ["SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "IS", "NULL", "LIKE", "ILIKE", "BETWEEN", "AS", "ON", "JOIN", "INNER", "LEFT", "RIGHT", "OUTER", "SET", "VALUES", "UPDATE", "INSERT", "INTO", "DELETE", "ORDER", "BY", "GROUP", "HAVING", "LIMIT", "OFFSET", "ASC", "DESC", "DISTINCT", "CASE", "WHEN", "THEN", "ELSE", "END", "ESCAPE", "RETURNING", "EXISTS", "TRUE", "FALSE"]
+    [
+        "SELECT",
+        "FROM",
+        "WHERE",
+        "AND",
+        "OR",
+        "NOT",
+        "IN",
+        "IS",
+        "NULL",
+        "LIKE",
+        "ILIKE",
+        "BETWEEN",
+        "AS",
+        "ON",
+        "JOIN",
+        "INNER",
+        "LEFT",
+        "RIGHT",
+        "OUTER",
+        "SET",
+        "VALUES",
+        "UPDATE",
+        "INSERT",
+        "INTO",
+        "DELETE",
+        "ORDER",
+        "BY",
+        "GROUP",
+        "HAVING",
+        "LIMIT",
+        "OFFSET",
+        "ASC",
+        "DESC",
+        "DISTINCT",
+        "CASE",
+        "WHEN",
+        "THEN",
+        "ELSE",
+        "END",
+        "ESCAPE",
+        "RETURNING",
+        "EXISTS",
+        "TRUE",
+        "FALSE",
+    ]
 )
 
 

@@ -17,9 +17,7 @@ from tracer.recorder import State, close_span, current, mark_error, open_span, t
 from tracer.source import user_source
 
 
-def _run(
-    state: State, cursor: CursorWrapper, run: Any, sql: Any, params: Any, many: bool
-) -> Any:
+def _run(state: State, cursor: CursorWrapper, run: Any, sql: Any, params: Any, many: bool) -> Any:
     trace, parent, _ = state
     try:
         db = cursor.db

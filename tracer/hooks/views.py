@@ -29,9 +29,11 @@ def _attrs(view_class: type | None, request: Any) -> dict[str, Any]:
     if view_class is None:
         return {}
     method = request.method.lower()
-    handler = method if method in view_class.http_method_names and hasattr(
-        view_class, method
-    ) else "http_method_not_allowed"
+    handler = (
+        method
+        if method in view_class.http_method_names and hasattr(view_class, method)
+        else "http_method_not_allowed"
+    )
     return {"class_based": True, "handler": handler}
 
 
