@@ -1,0 +1,1 @@
+"""Overhead measurements for djtrace (run as scripts, not imported by the package)."""

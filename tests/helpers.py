@@ -1,0 +1,37 @@
+"""Small readers over a recorded trace, shared by the tests."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from tracer import Span, Trace
+
+
+def only(trace: Trace, phase: str) -> list[Span]:
+    return [s for s in trace.spans if s.phase == phase]
+
+
+def one(trace: Trace, phase: str) -> Span:
+    spans = only(trace, phase)
+    assert len(spans) == 1, f"expected one {phase} span, got {spans}"
+    return spans[0]
+
+
+def children(trace: Trace, span: Span) -> list[Span]:
+    return sorted((s for s in trace.spans if s.parent == span.id), key=lambda s: s.start)
+
+
+def ancestors(trace: Trace, span: Span) -> list[Span]:
+    by_id = {s.id: s for s in trace.spans}
+    out = []
+    while span.parent is not None:
+        span = by_id[span.parent]
+        out.append(span)
+    return out
+
+
+def rendered(renderable: object, width: int = 160) -> str:
+    """What a user's terminal would show, as plain text."""
+    console = Console(record=True, width=width, color_system=None, file=open("/dev/null", "w"))  # noqa: SIM115
+    console.print(renderable)
+    return console.export_text()

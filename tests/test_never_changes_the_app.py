@@ -1,0 +1,95 @@
+"""The app's behaviour, exceptions and secrets are exactly what they'd be without djtrace."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.handlers.base import BaseHandler
+from django.test import Client
+
+from tests.helpers import one, only
+from tracer import install, installed, trace, uninstall
+from tracer.recorder import add_sink, remove_sink
+
+
+def test_a_views_exception_reaches_the_caller_unchanged():
+    with pytest.raises(RuntimeError) as untraced:
+        Client().get("/boom/")
+    with trace() as t, pytest.raises(RuntimeError) as traced:
+        Client().get("/boom/")
+    assert type(traced.value) is type(untraced.value)
+    assert str(traced.value) == str(untraced.value) == "boom: deliberate failure for djtrace"
+    (tr,) = t.requests
+    view = one(tr, "view")
+    assert view.error == {
+        "type": "builtins.RuntimeError",
+        "message": "boom: deliberate failure for djtrace",
+    }
+    assert tr.request["status"] == 500
+    errors = [f for f in tr.to_dict()["findings"] if f["kind"] == "error"]
+    assert errors and errors[0]["span"] == view.id
+
+
+def test_the_500_response_is_the_same_with_and_without_tracing():
+    plain = Client(raise_request_exception=False).get("/boom/")
+    with trace():
+        traced = Client(raise_request_exception=False).get("/boom/")
+    assert (traced.status_code, traced.content) == (plain.status_code, plain.content)
+
+
+def test_authorization_and_cookie_values_never_appear_in_a_trace(client):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.get(username="alice"))
+    session_id = client.cookies["sessionid"].value
+    with trace() as t:
+        response = client.get(
+            "/session/?api_token=tok-123-secret&page=2",
+            HTTP_AUTHORIZATION="Bearer very-secret-bearer",
+            HTTP_X_API_KEY="key-abc-secret",
+        )
+    assert response.status_code == 200
+    (tr,) = t.requests
+    document = json.dumps(tr.to_dict())
+    for secret in (session_id, "very-secret-bearer", "key-abc-secret", "tok-123-secret"):
+        assert secret not in document
+    headers = tr.request["headers"]
+    assert headers["authorization"] == headers["cookie"] == headers["x-api-key"] == "[redacted]"
+    assert tr.request["query"] == "api_token=[redacted]&page=2"
+    session_queries = [q for q in only(tr, "db.query") if "django_session" in q.attrs["sql"]]
+    assert session_queries
+    for query in session_queries:
+        assert "[redacted]" in query.attrs["params"]
+
+
+def test_a_failing_sink_is_counted_not_raised():
+    def broken(trace):
+        raise ValueError("sink is broken")
+
+    add_sink(broken)
+    try:
+        with trace() as t:
+            response = Client().get("/books/fast/")
+    finally:
+        remove_sink(broken)
+    assert response.status_code == 200
+    assert t.requests[0].tracer_errors == 1
+
+
+def test_uninstall_restores_django_and_install_is_idempotent():
+    hooked = BaseHandler.get_response
+    assert installed() and hasattr(hooked, "__djtrace_original__")
+    install()
+    assert BaseHandler.get_response is hooked
+    uninstall()
+    try:
+        assert BaseHandler.get_response is hooked.__djtrace_original__
+        with trace() as t:
+            pass  # trace() installs again
+        assert BaseHandler.get_response is not hooked.__djtrace_original__
+    finally:
+        install()
+    with trace() as t:
+        Client().get("/books/fast/")
+    assert len(t.requests) == 1
