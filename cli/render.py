@@ -71,9 +71,12 @@ def _label(node: Node) -> Text:
             text.append(f" ({attrs['rows']} rows)", "dim")
         return text
     if phase == "middleware":
-        text = Text.assemble(("middleware ", "cyan"), (node.name.rpartition(".")[2], "bold"))
+        short = node.name.rpartition(".")[2]
+        # "SessionMiddleware" says what it is; "request_id" would not.
+        kind = "" if "middleware" in short.lower() else "middleware "
+        text = Text.assemble((kind, "cyan"), (short, "bold"))
         if node.before is not None:
-            text.append(f"  before {ms(node.before)} · after {ms(node.after or 0)}", "dim")
+            text.append(f"  before {ms(node.before)[:-3]} · after {ms(node.after or 0)}", "dim")
         return text
     if phase.startswith("middleware."):
         hook = phase.split(".", 1)[1].replace("_", " ")

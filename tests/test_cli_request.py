@@ -21,7 +21,7 @@ def test_books_tree_shows_every_phase_of_the_pipeline():
     out = result.stdout
     assert out.startswith("GET /books/  →  200 OK")
     positions = [
-        out.index(f"middleware {path.rpartition('.')[2]} ") for path in settings.MIDDLEWARE
+        out.index(f" {path.rpartition('.')[2]}  before ") for path in settings.MIDDLEWARE
     ]
     assert positions == sorted(positions), "middleware must be listed in settings order"
     assert out.count("before ") >= len(settings.MIDDLEWARE)
@@ -133,7 +133,7 @@ def test_a_project_that_is_not_sample_site(tmp_path: Path):
     )
     assert result.returncode == 0, result.stderr
     assert "GET /hello/  →  200 OK" in result.stdout
-    assert "middleware CommonMiddleware" in result.stdout
+    assert "├ CommonMiddleware  before " in result.stdout
     assert "view shop.urls.hello" in result.stdout
     assert "1 queries" in result.stdout
     # The same project found through DJANGO_SETTINGS_MODULE, as manage.py users have it set.

@@ -68,5 +68,5 @@ def test_rendered_tree_prunes_fast_detail_but_never_the_pipeline():
     pruned = rendered(render_trace(tr, hide_under_ms=1000))
     assert "template _nav.html" in everything and "template _nav.html" not in pruned
     assert "faster span" in pruned
-    for phase in ("middleware SecurityMiddleware", "URL resolve", "view ", "response close"):
+    for phase in ("SecurityMiddleware  before", "URL resolve", "view ", "response close"):
         assert phase in pruned

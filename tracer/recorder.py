@@ -44,11 +44,12 @@ current: ContextVar[State | None] = ContextVar("djtrace", default=None)
 class _Config:
     """Process-wide switches. Read on the request path, so plain attributes."""
 
-    __slots__ = ("record_all", "max_spans", "sinks")
+    __slots__ = ("record_all", "max_spans", "sinks", "capture_body")
 
     def __init__(self) -> None:
         self.record_all = False  # trace every request, not only those inside trace()
         self.max_spans = 5000
+        self.capture_body = 0  # record request bodies up to this many bytes (0: never)
         self.sinks: list[Callable[[Trace], None]] = []
 
 

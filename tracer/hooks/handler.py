@@ -17,7 +17,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from tracer import redact
+from tracer import body, redact
 from tracer.model import Span, Trace, current_thread_name
 from tracer.patching import patch
 from tracer.recorder import (
@@ -51,7 +51,7 @@ _open: weakref.WeakKeyDictionary[HttpResponseBase, _Open] = weakref.WeakKeyDicti
 
 def _request_info(request: Any) -> dict[str, Any]:
     meta = request.META
-    return {
+    info = {
         "method": request.method,
         "path": request.path,
         "query": redact.query_string(meta.get("QUERY_STRING", "")),
@@ -61,6 +61,9 @@ def _request_info(request: Any) -> dict[str, Any]:
         "status": None,
         "headers": redact.headers_from_meta(meta),
     }
+    if config.capture_body:  # off unless asked for (djtrace capture --capture-body)
+        info.update(body.capture(request, config.capture_body))
+    return info
 
 
 def _where(request: Any, mode: str) -> dict[str, Any]:
