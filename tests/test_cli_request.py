@@ -20,9 +20,7 @@ def test_books_tree_shows_every_phase_of_the_pipeline():
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.startswith("GET /books/  →  200 OK")
-    positions = [
-        out.index(f" {path.rpartition('.')[2]}  before ") for path in settings.MIDDLEWARE
-    ]
+    positions = [out.index(f" {path.rpartition('.')[2]}  before ") for path in settings.MIDDLEWARE]
     assert positions == sorted(positions), "middleware must be listed in settings order"
     assert out.count("before ") >= len(settings.MIDDLEWARE)
     assert "URL resolve 'books/' → sample_site.bookstore.views.book_list [book-list]" in out

@@ -25,7 +25,7 @@ def test_middleware_spans_nest_in_settings_order():
     middleware = only(tr, "middleware")
     assert [s.name for s in middleware] == list(settings.MIDDLEWARE)
     assert middleware[0].parent == tr.root.id
-    for outer, inner in zip(middleware, middleware[1:]):
+    for outer, inner in zip(middleware, middleware[1:], strict=False):
         assert inner.parent == outer.id
         assert outer.start <= inner.start and inner.end <= outer.end
 

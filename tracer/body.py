@@ -36,6 +36,9 @@ def capture(request: Any, limit: int) -> dict[str, Any]:
     except UnicodeDecodeError:
         out["body_omitted"] = "binary"
         return out
+    except Exception:  # the client went away mid-upload: never raise into the request
+        out["body_omitted"] = "unreadable"
+        return out
     body = redact_body(text, content_type)
     if body is None:
         out["body_omitted"] = "mentions a sensitive-looking field"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
+from django.urls import include, path
 
 VIEW_SLEEP = 0.08
 BEFORE_SLEEP = 0.05
@@ -28,3 +28,18 @@ def sleepy_middleware(get_response):
 
 
 urlpatterns = [path("slow/", slow_view, name="slow")]
+
+
+def missing_key(request: HttpRequest) -> HttpResponse:
+    return HttpResponse({}["missing"])
+
+
+def async_hello(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("hello")
+
+
+urlpatterns += [
+    path("missing-key/", missing_key),
+    path("hello/", async_hello),
+    path("", include("sample_site.urls")),  # the sample pages, for templates that link to them
+]

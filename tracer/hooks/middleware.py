@@ -111,23 +111,27 @@ def _hook(fn: Any, phase: str) -> Any:
 
     if iscoroutinefunction(fn):
 
-        async def async_hook(*args: Any, **kwargs: Any) -> Any:
+        async def hook(*args: Any, **kwargs: Any) -> Any:
             state = current.get()
             if state is None:
                 return await fn(*args, **kwargs)
             with span_scope(state, phase, name):
                 return await fn(*args, **kwargs)
 
-        return async_hook
+    else:
 
-    def sync_hook(*args: Any, **kwargs: Any) -> Any:
-        state = current.get()
-        if state is None:
-            return fn(*args, **kwargs)
-        with span_scope(state, phase, name):
-            return fn(*args, **kwargs)
+        def hook(*args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            state = current.get()
+            if state is None:
+                return fn(*args, **kwargs)
+            with span_scope(state, phase, name):
+                return fn(*args, **kwargs)
 
-    return sync_hook
+    functools.update_wrapper(hook, fn)
+    # Django names a misbehaving hook by `method.__self__` (asgiref's adapters keep it too).
+    if hasattr(fn, "__self__"):
+        hook.__self__ = fn.__self__  # type: ignore[attr-defined]
+    return hook
 
 
 def _load_middleware(original: Any) -> Any:

@@ -1,0 +1,169 @@
+"""Database connections: opened, checked out of a pool, reused, closed.
+
+`BaseDatabaseWrapper.connect` is a `db.connect` span (name: the alias) whose attrs say how
+the request got its connection: `action` is "opened" (a new connection), "checkout" (taken
+from Django 5.1+'s psycopg pool) or "reused" (a persistent connection, CONN_MAX_AGE, that
+was already open when the request first used it). "reused" is noticed in
+`ensure_connection`, once per trace and alias, as an instant span where the request first
+touched the connection. `close` is a `db.close` span: "closed" or "returned" to the pool.
+
+Nothing here reads connection parameters: `get_connection_params()` is never called.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from tracer.model import Trace
+from tracer.patching import patch
+from tracer.recorder import State, close_span, current, mark_error, open_span, tracer_failed
+
+# Per trace, the aliases whose connection the trace has already accounted for.
+_seen: weakref.WeakKeyDictionary[Trace, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _pooled(db: BaseDatabaseWrapper) -> bool:
+    """Django 5.1+ PostgreSQL with OPTIONS={"pool": ...}; read from settings, never computed."""
+    options = db.settings_dict.get("OPTIONS") or {}
+    return bool(options.get("pool")) and db.vendor == "postgresql"
+
+
+def _mark_seen(trace: Trace, alias: str) -> bool:
+    """Note that `trace` accounted for `alias`; False if it already had."""
+    seen = _seen.get(trace)
+    if seen is None:
+        _seen[trace] = {alias}
+        return True
+    if alias in seen:
+        return False
+    seen.add(alias)
+    return True
+
+
+def _pool_stats(db: BaseDatabaseWrapper, attrs: dict[str, Any]) -> None:
+    """Pool size and free connections right after the checkout (psycopg_pool's own counters)."""
+    pools = getattr(type(db), "_connection_pools", None)
+    pool = pools.get(db.alias) if isinstance(pools, dict) else None
+    if pool is None:
+        return
+    stats = pool.get_stats()
+    for key in ("pool_size", "pool_available", "pool_max", "requests_waiting"):
+        if key in stats:
+            attrs[key] = stats[key]
+
+
+def _connect(original: Any) -> Any:
+    def connect(self: BaseDatabaseWrapper) -> Any:
+        state = current.get()
+        if state is None:
+            return original(self)
+        return _traced_connect(state, self, original)
+
+    return connect
+
+
+def _traced_connect(state: State, db: BaseDatabaseWrapper, original: Any) -> Any:
+    trace, parent, collector = state
+    try:
+        pooled = _pooled(db)
+        attrs: dict[str, Any] = {
+            "alias": db.alias,
+            "vendor": db.vendor,
+            "pooled": pooled,
+            "action": "checkout" if pooled else "opened",
+            "reused": False,
+        }
+        _mark_seen(trace, db.alias)
+        span = open_span(trace, parent, "db.connect", db.alias, attrs)
+    except Exception:
+        tracer_failed(trace, "db.connect start")
+        return original(db)
+    if span is None:
+        return original(db)
+    # Work done while connecting (init queries, connection_created receivers) nests here.
+    token = current.set((trace, span, collector))
+    try:
+        return original(db)
+    except Exception as exc:
+        mark_error(span, exc)
+        raise
+    finally:
+        current.reset(token)
+        close_span(trace, span)
+        if pooled and span.error is None:
+            try:
+                _pool_stats(db, attrs)
+            except Exception:
+                tracer_failed(trace, "db.connect pool stats")
+
+
+def _ensure_connection(original: Any) -> Any:
+    def ensure_connection(self: BaseDatabaseWrapper) -> Any:
+        state = current.get()
+        if state is None or self.connection is None:
+            return original(self)  # None: connect() runs and records its own span
+        try:
+            trace = state[0]
+            if _mark_seen(trace, self.alias):
+                attrs = {
+                    "alias": self.alias,
+                    "vendor": self.vendor,
+                    "pooled": False,
+                    "action": "reused",
+                    "reused": True,
+                }
+                span = open_span(trace, state[1], "db.connect", self.alias, attrs)
+                if span is not None:
+                    span.duration = 0  # an instant: nothing was done to get it
+        except Exception:
+            tracer_failed(state[0], "db.connect reused")
+        return original(self)
+
+    return ensure_connection
+
+
+def _close(original: Any) -> Any:
+    def close(self: BaseDatabaseWrapper) -> Any:
+        state = current.get()
+        # Nothing to close (or closing is deferred to the end of an atomic block).
+        if state is None or self.connection is None or self.closed_in_transaction:
+            return original(self)
+        trace, parent, collector = state
+        try:
+            pooled = _pooled(self)
+            attrs = {
+                "alias": self.alias,
+                "vendor": self.vendor,
+                "pooled": pooled,
+                "action": "returned" if pooled else "closed",
+            }
+            span = open_span(trace, parent, "db.close", self.alias, attrs)
+        except Exception:
+            tracer_failed(trace, "db.close start")
+            return original(self)
+        if span is None:
+            return original(self)
+        token = current.set((trace, span, collector))
+        try:
+            return original(self)
+        except Exception as exc:
+            mark_error(span, exc)
+            raise
+        finally:
+            current.reset(token)
+            close_span(trace, span)
+            # A later use in this trace opens a new connection, so it is not "reused".
+            seen = _seen.get(trace)
+            if seen is not None:
+                seen.discard(self.alias)
+
+    return close
+
+
+def install() -> None:
+    patch(BaseDatabaseWrapper, "connect", _connect)
+    patch(BaseDatabaseWrapper, "ensure_connection", _ensure_connection)
+    patch(BaseDatabaseWrapper, "close", _close)
