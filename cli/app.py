@@ -7,8 +7,12 @@ import sys
 import typer
 from rich.console import Console
 
+from cli.capture_cmd import capture
+from cli.diff_cmd import diff
 from cli.errors import CliError
+from cli.replay_cmd import replay
 from cli.request_cmd import request
+from cli.store_cmds import export, import_traces, list_traces, show, stats
 
 app = typer.Typer(
     name="djtrace",
@@ -18,6 +22,15 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("request")(request)
+# capture: everything after the first argument (or after --) belongs to the server command.
+app.command("capture", context_settings={"allow_interspersed_args": False})(capture)
+app.command("list")(list_traces)
+app.command("show")(show)
+app.command("stats")(stats)
+app.command("diff")(diff)
+app.command("replay")(replay)
+app.command("export")(export)
+app.command("import")(import_traces)
 
 
 @app.callback()

@@ -13,6 +13,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cli.service_labels import SERVICE_PHASES, always_shown, service_label, service_summary
 from tracer import analysis
 from tracer.analysis import Node
 from tracer.model import Trace
@@ -113,6 +114,8 @@ def _label(node: Node) -> Text:
         text = Text.assemble(("response render ", "cyan"), (node.name, ""))
     elif phase == "response.close":
         text = Text("response close", "cyan")
+    elif phase in SERVICE_PHASES:
+        text = service_label(node)
     else:
         text = Text.assemble((phase + " ", "cyan"), (node.name, ""))
     if node.count > 1:
@@ -142,6 +145,7 @@ def _visible(node: Node, hide_under: int) -> bool:
     return (
         node.total >= hide_under
         or node.phase.startswith(STRUCTURAL)
+        or always_shown(node)
         or any(s.error for s in node.spans)
     )
 
@@ -240,6 +244,9 @@ def summary_text(trace: Trace) -> Text:
         (f"{info['queries']} queries", "bold"),
         f" ({ms(info['query_time'])})  ·  {info['templates']} templates  ·  {info['spans']} spans",
     )
+    services = service_summary(info)
+    if services:
+        text.append(f"  ·  {services}")
     if where:
         text.append(
             f"  ·  pid {where.get('pid')} {where.get('thread', '')} {where.get('mode', '')}", "dim"

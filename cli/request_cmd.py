@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from cli import otlp_cli
 from cli.errors import CliError
 from cli.inprocess import HTTP_METHODS, RequestSpec, parse_header, run
 from cli.project import setup_django
@@ -21,6 +22,7 @@ from tracer import Trace
 class Format(str, Enum):
     tree = "tree"
     json = "json"
+    jsonl = "jsonl"
 
 
 EXAMPLES = """
@@ -33,6 +35,9 @@ EXAMPLES = """
   djtrace request /async/ --asgi
   djtrace request /orders/ --settings mysite.settings --pythonpath ~/src/mysite
   djtrace request /books/ --format json > books.json
+  djtrace request /books/ --repeat 5 --format jsonl   [dim]# every run, one trace per line[/]
+  djtrace request /books/ --otlp                [dim]# also to Jaeger (OTLP, :4318)[/]
+  djtrace request /books/ --otlp --otlp-endpoint http://jaeger:4318
 """
 
 
@@ -114,7 +119,12 @@ def request(
         ),
     ] = 1,
     fmt: Annotated[
-        Format, typer.Option("--format", help="tree (rich) or json (the documented trace format).")
+        Format,
+        typer.Option(
+            "--format",
+            help="tree (rich), json (the median run, in the documented trace format) or jsonl"
+            " (every run, one JSON trace per line, in run order).",
+        ),
     ] = Format.tree,
     asgi: Annotated[
         bool, typer.Option("--asgi", help="Go through ASGIHandler instead of WSGIHandler.")
@@ -141,6 +151,16 @@ def request(
             help="Hide detail spans faster than this (ms); pipeline phases always show.",
         ),
     ] = DEFAULT_HIDE_UNDER_MS,
+    otlp: Annotated[bool, typer.Option("--otlp", help=otlp_cli.OTLP_HELP)] = False,
+    otlp_endpoint: Annotated[
+        str | None, typer.Option("--otlp-endpoint", metavar="URL", help=otlp_cli.ENDPOINT_HELP)
+    ] = None,
+    otlp_protocol: Annotated[
+        str | None, typer.Option("--otlp-protocol", help=otlp_cli.PROTOCOL_HELP)
+    ] = None,
+    service_name: Annotated[
+        str | None, typer.Option("--service-name", help=otlp_cli.SERVICE_HELP)
+    ] = None,
 ) -> None:
     """Trace one request in-process through your project's full stack; show where its time went."""
     method, path = _parse_target(target)
@@ -148,19 +168,27 @@ def request(
     body, content_type = _body(data, json_body)
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", content_type))
+    if (otlp_endpoint or otlp_protocol or service_name) and not otlp:
+        raise CliError("--otlp-endpoint, --otlp-protocol and --service-name need --otlp")
     setup_django(settings, pythonpath)
+    exporting = otlp_cli.prepare(otlp_endpoint, otlp_protocol) if otlp else None
     spec = RequestSpec(method, path, headers, body, user, host, enforce_csrf, asgi)
     traces = [run(spec) for _ in range(repeat)]
     shown = sorted(traces, key=lambda t: t.duration)[(len(traces) - 1) // 2]
     if fmt is Format.json:
         typer.echo(json.dumps(shown.to_dict(), indent=2))
-        return
-    console = Console()
-    console.print(render_trace(shown, hide_under_ms=hide_under))
-    if repeat > 1:
-        console.print(_spread(traces))
+    elif fmt is Format.jsonl:
+        for one in traces:
+            typer.echo(json.dumps(one.to_dict(), separators=(",", ":")))
     else:
-        console.print(FIRST_RUN_NOTE, style="dim")
+        console = Console()
+        console.print(render_trace(shown, hide_under_ms=hide_under))
+        if repeat > 1:
+            console.print(_spread(traces))
+        else:
+            console.print(FIRST_RUN_NOTE, style="dim")
+    if exporting is not None:
+        otlp_cli.send(exporting, traces, service_name)
 
 
 request.__doc__ = (request.__doc__ or "") + "\n\n" + EXAMPLES

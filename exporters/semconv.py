@@ -268,7 +268,7 @@ _COLLECTION = re.compile(
     r"\b(?:FROM|INTO|UPDATE|JOIN)\s+((?:[\"`\[]?[\w$]+[\"`\]]?\.)*[\"`\[]?[\w$]+[\"`\]]?)",
     re.IGNORECASE,
 )
-_QUOTES = str.maketrans("", "", "\"`[]")
+_QUOTES = str.maketrans("", "", '"`[]')
 
 
 def sql_operation(sql: str) -> str | None:
@@ -323,7 +323,7 @@ def _query(span: Span, attrs: dict[str, AttrValue]) -> str:
     return str(attrs.get("db.system.name") or "db.query")
 
 
-_CACHE_SYSTEMS = (("redis", "redis"), ("memcache", "memcached"), ("pymemcache", "memcached"))
+_CACHE_SYSTEMS = (("redis", "redis"), ("memcache", "memcached"), ("pylibmc", "memcached"))
 
 
 def _cache(span: Span, attrs: dict[str, AttrValue]) -> str:
@@ -353,12 +353,16 @@ def _generic_name(span: Span) -> str:
         return name or phase
     if name == phase or phase.endswith("." + name):
         return phase  # "response.close" rather than "response.close close"
+    if phase.startswith("middleware."):
+        return f"{phase[11:]} {name}"  # "process_view django.middleware.csrf.Csrf…"
     return f"{phase} {name}"
 
 
 def kind_of(span: Span) -> str:
     if span.phase == "request" and span.parent is None:
         return SERVER
+    if span.phase == "db.transaction":
+        return INTERNAL  # an atomic block: its BEGIN/COMMIT and queries are its children
     if span.phase.startswith("db.") or span.phase in ("cache", "http.client"):
         return CLIENT
     return INTERNAL
@@ -451,7 +455,13 @@ def to_otel(trace: Trace) -> list[OtelSpan]:
                     _source_attrs(attrs, value)
                 else:
                     _put(attrs, f"djtrace.{key}", value)
-            if span.phase == "middleware":
+            if span.phase.startswith("db."):  # connect, close, commit, transaction…
+                vendor, alias = span.attrs.get("vendor"), span.attrs.get("alias")
+                if vendor:
+                    attrs["db.system.name"] = DB_SYSTEMS.get(str(vendor), str(vendor))
+                if alias:
+                    attrs["db.namespace"] = str(alias)
+            elif span.phase == "middleware":
                 before, after = middleware_halves(span, kids.get(span.id, []))
                 attrs["djtrace.middleware.before_ms"] = _ms(before)
                 attrs["djtrace.middleware.after_ms"] = _ms(after)

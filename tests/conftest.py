@@ -71,3 +71,43 @@ def run_djtrace(
 @pytest.fixture
 def djtrace() -> Iterator:
     yield run_djtrace
+
+
+# --- real services (PostgreSQL, Redis) --------------------------------------------------------
+
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+
+
+def _service_missing(what: str, exc: BaseException) -> None:
+    """Skip (on a user's machine) or fail (in CI, DJTRACE_REQUIRE_SERVICES=1) without it."""
+    reason = f"{what} is not reachable ({type(exc).__name__}: {exc}); start it to run this test"
+    if os.environ.get("DJTRACE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"DJTRACE_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> dict[str, object]:
+    """Connection settings of the real PostgreSQL at 127.0.0.1:5432 (trust auth, user postgres)."""
+    conninfo: dict[str, object] = {"host": PG_HOST, "port": PG_PORT, "user": PG_USER}
+    try:
+        import psycopg
+
+        with psycopg.connect(dbname="postgres", connect_timeout=3, **conninfo) as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:
+        _service_missing(f"PostgreSQL at {PG_HOST}:{PG_PORT}", exc)
+    return conninfo
+
+
+@pytest.fixture(scope="session")
+def redis() -> str:
+    """The URL of the real Redis at 127.0.0.1:6379 (append a db number)."""
+    try:
+        import redis as redis_client
+
+        redis_client.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=3).ping()
+    except Exception as exc:
+        _service_missing(f"Redis at {REDIS_HOST}:{REDIS_PORT}", exc)
+    return f"redis://{REDIS_HOST}:{REDIS_PORT}"

@@ -93,3 +93,12 @@ def test_uninstall_restores_django_and_install_is_idempotent():
     with trace() as t:
         Client().get("/books/fast/")
     assert len(t.requests) == 1
+
+
+def test_ordinary_columns_keep_their_parameters():
+    from sample_site.bookstore.models import Book
+
+    with trace() as t:
+        list(Book.objects.filter(author_id=3, title__startswith="T"))
+    (query,) = t.queries
+    assert list(query.attrs["params"]) == [3, "T%"]

@@ -39,10 +39,29 @@ _CATEGORY_OF_PHASE = {
     "cache": "cache",
     "session": "sessions",
     "signal": "signals",
+    "signal.receiver": "signals",
     "middleware.process_view": "middleware (before)",
     "middleware.process_template_response": "middleware (after)",
     "middleware.process_exception": "middleware (after)",
 }
+
+
+#: Phases whose own time is the code of whatever opened them (an atomic block runs view,
+#: session or receiver code; its BEGIN/COMMIT are db.* spans of their own).
+INHERIT_CATEGORY = frozenset({"db.transaction"})
+
+
+def _inherited_category(span: Span, by_id: dict[int, Span]) -> str:
+    parent = by_id.get(span.parent) if span.parent is not None else None
+    while parent is not None and parent.phase in INHERIT_CATEGORY:
+        parent = by_id.get(parent.parent) if parent.parent is not None else None
+    if parent is None or parent.phase == "request":
+        return "other"
+    if parent.phase == "middleware":
+        inner_end = parent.attrs.get("inner_end")
+        after = inner_end is not None and span.start >= inner_end
+        return "middleware (after)" if after else "middleware (before)"
+    return category(parent.phase)
 
 
 def category(phase: str) -> str:
@@ -101,6 +120,7 @@ def breakdown(trace: Trace) -> list[tuple[str, int]]:
     kids = children_of(trace)
     own = self_times(trace, kids)
     totals: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
+    by_id: dict[int, Span] = {}
     for span in trace.spans:
         if span.phase == "request" and span.parent is None:
             continue
@@ -108,6 +128,9 @@ def breakdown(trace: Trace) -> list[tuple[str, int]]:
             before, after = middleware_halves(span, kids.get(span.id, []))
             totals["middleware (before)"] += before
             totals["middleware (after)"] += after
+        elif span.phase in INHERIT_CATEGORY:
+            by_id = by_id or {s.id: s for s in trace.spans}
+            totals[_inherited_category(span, by_id)] += own[span.id]
         else:
             totals[category(span.phase)] += own[span.id]
     total = max(trace.duration, 0)
@@ -273,4 +296,42 @@ def summary(trace: Trace) -> dict[str, Any]:
         "query_time": sum(max(s.duration, 0) for s in queries),
         "templates": sum(1 for s in trace.spans if s.phase == "template"),
         "spans": len(trace.spans),
+        **service_counts(trace),
     }
+
+
+def service_counts(trace: Trace) -> dict[str, int]:
+    """Cache hits and misses, connections opened/reused/closed, transactions rolled back."""
+    counts = dict.fromkeys(
+        (
+            "cache_ops",
+            "cache_hits",
+            "cache_misses",
+            "connections_opened",
+            "connections_reused",
+            "connections_closed",
+            "transactions",
+            "rollbacks",
+            "signals",
+        ),
+        0,
+    )
+    for span in trace.spans:
+        phase, attrs = span.phase, span.attrs
+        if phase == "cache":
+            counts["cache_ops"] += 1
+            if "hits" in attrs and "count" in attrs:  # get_many: one lookup per key
+                counts["cache_hits"] += attrs["hits"]
+                counts["cache_misses"] += attrs["count"] - attrs["hits"]
+            elif "hit" in attrs:
+                counts["cache_hits" if attrs["hit"] else "cache_misses"] += 1
+        elif phase == "db.connect":
+            counts["connections_reused" if attrs.get("reused") else "connections_opened"] += 1
+        elif phase == "db.close":
+            counts["connections_closed"] += 1
+        elif phase == "db.transaction":
+            counts["transactions"] += 1
+            counts["rollbacks"] += attrs.get("outcome") == "rollback"
+        elif phase == "signal":
+            counts["signals"] += 1
+    return counts

@@ -19,9 +19,23 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        from tracer.hooks import db, handler, middleware, templates, urls, views
+        from tracer.hooks import (
+            cache,
+            connections,
+            db,
+            handler,
+            middleware,
+            sessions,
+            signals,
+            templates,
+            transactions,
+            urls,
+            views,
+        )
 
         for hook in (handler, middleware, urls, views, db, templates):
+            hook.install()
+        for hook in (connections, transactions, cache, sessions, signals):
             hook.install()
         _installed = True
 
@@ -31,6 +45,9 @@ def uninstall() -> None:
     global _installed
     with _lock:
         restore_all()
+        from tracer.hooks import cache
+
+        cache.uninstall()  # per-instance wrappers are not in patching's list
         _installed = False
 
 

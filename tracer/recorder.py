@@ -69,23 +69,37 @@ def remove_sink(sink: Callable[[Trace], None]) -> None:
         config.sinks.remove(sink)
 
 
+_new = object.__new__
+
+
 def open_span(
-    trace: Trace, parent: Span | None, phase: str, name: str, attrs: dict[str, Any] | None = None
+    trace: Trace,
+    parent: Span | None,
+    phase: str,
+    name: str,
+    attrs: dict[str, Any] | None = None,
+    start: int | None = None,
 ) -> Span | None:
-    """Start a span, or return None (and count it) when the trace is at its span cap."""
+    """Start a span, or return None (and count it) when the trace is at its span cap.
+
+    `start` (relative to the trace) is for a caller that has just read the clock anyway.
+    """
     spans = trace.spans
     if len(spans) >= config.max_spans:
         trace.dropped_spans += 1
         return None
-    span = Span(
-        next(_span_ids),
-        parent.id if parent is not None else None,
-        phase,
-        name,
-        clock() - trace._t0,
-        thread_id(),
-        attrs,
-    )
+    # Filled slot by slot rather than through Span.__init__: this runs for every span, and
+    # skipping the Python-level __init__ call halves its cost.
+    span = _new(Span)
+    span.id = next(_span_ids)
+    span.parent = parent.id if parent is not None else None
+    span.phase = phase
+    span.name = name
+    span.start = clock() - trace._t0 if start is None else start
+    span.duration = -1
+    span.thread = thread_id()
+    span.attrs = attrs if attrs is not None else {}
+    span.error = None
     spans.append(span)
     return span
 
@@ -97,7 +111,11 @@ def close_span(trace: Trace, span: Span) -> None:
 def mark_error(span: Span, exc: BaseException) -> None:
     if span.error is None:
         cls = type(exc)
-        span.error = {"type": f"{cls.__module__}.{cls.__qualname__}", "message": str(exc)[:500]}
+        try:
+            message = str(exc)[:500]
+        except Exception:  # an exception whose __str__ fails must not replace the app's own
+            message = f"<{cls.__qualname__}: message unavailable>"
+        span.error = {"type": f"{cls.__module__}.{cls.__qualname__}", "message": message}
 
 
 def tracer_failed(trace: Trace | None, where: str) -> None:
@@ -125,7 +143,6 @@ class span_scope:
         self.name = name
         self.attrs = attrs
         self.span: Span | None = None
-        self.token: Any = None
 
     def __enter__(self) -> Span | None:
         trace, parent, collector = self.state
@@ -133,10 +150,11 @@ class span_scope:
             span = open_span(trace, parent, self.phase, self.name, self.attrs)
             if span is not None:
                 self.token = current.set((trace, span, collector))
-            self.span = span
+                self.span = span
+            return span
         except Exception:
             tracer_failed(trace, f"{self.phase} start")
-        return self.span
+            return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         span = self.span
@@ -144,13 +162,17 @@ class span_scope:
             return False
         trace = self.state[0]
         try:
-            close_span(trace, span)
-            if exc is not None and not isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+            span.duration = clock() - trace._t0 - span.start
+            if exc is not None and not isinstance(exc, NOT_ERRORS):
                 mark_error(span, exc)
             current.reset(self.token)
         except Exception:
             tracer_failed(trace, f"{self.phase} end")
         return False  # the app's exception, if any, passes through untouched
+
+
+#: Exceptions that end a span without making it an error (a cancelled task, a closed generator).
+NOT_ERRORS = (asyncio.CancelledError, GeneratorExit)
 
 
 def begin_trace(

@@ -29,7 +29,7 @@ SECRET_HEADERS = frozenset(
 
 _SENSITIVE = re.compile(
     r"pass(word|wd)?|pwd|secret|token|api_?key|access_?key|private_?key|session_?(key|data)|"
-    r"auth|credential|signature|otp|salt|ssn|card_?(number|no)|cvv|csrf",
+    r"auth(?!ors?\b|or_|ored)|credential|signature|otp|salt|ssn|card_?(number|no)|cvv|csrf",
     re.IGNORECASE,
 )
 

@@ -2,7 +2,8 @@
 
 Walks up from the hook to the first frame whose code is not Django's, djtrace's, the
 standard library's or an installed package's. Whether a code object is "user code" is
-decided once per code object and cached, so the walk is a few dict lookups per frame.
+decided once per code object and cached, so the walk is a few dict lookups per frame, and
+the `path:line` text is made once per line, so every query from one line shares it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import sys
 import sysconfig
 from types import CodeType, FrameType
 
-_user_path: dict[CodeType, str | None] = {}  # code -> display path, or None when not user code
+# id(code) -> (code, display path or None when not user code, {line: "path:line"}). Keyed by
+# id because hashing a code object hashes its constants every time; the entry holds the code
+# itself, so the id cannot be reused by another code object while it is cached.
+_user_path: dict[int, tuple[CodeType, str | None, dict[int, str]]] = {}
 
 # A sync_to_async hop: frames above it belong to whatever the worker thread was parked in,
 # not to the coroutine that awaited the call, so the walk stops there.
@@ -77,11 +81,17 @@ def user_source(depth: int = 2) -> str | None:
     cache = _user_path
     while frame is not None:
         code = frame.f_code
-        try:
-            path = cache[code]
-        except KeyError:
-            path = cache[code] = _classify(code)
+        entry = cache.get(id(code))
+        if entry is None:
+            entry = cache[id(code)] = (code, _classify(code), {})
+        path = entry[1]
         if path is not None:
-            return f"{path}:{frame.f_lineno}" if path else None
+            if not path:  # a sync_to_async boundary
+                return None
+            line = frame.f_lineno
+            text = entry[2].get(line)
+            if text is None:
+                text = entry[2][line] = f"{path}:{line}"
+            return text
         frame = frame.f_back
     return None

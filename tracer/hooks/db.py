@@ -13,17 +13,18 @@ from django.db.backends.utils import CursorWrapper
 
 from tracer import redact
 from tracer.patching import patch
-from tracer.recorder import State, close_span, current, mark_error, open_span, tracer_failed
+from tracer.recorder import State, clock, current, mark_error, open_span, tracer_failed
 from tracer.source import user_source
 
 
 def _run(state: State, cursor: CursorWrapper, run: Any, sql: Any, params: Any, many: bool) -> Any:
-    trace, parent, _ = state
+    trace = state[0]
     try:
         db = cursor.db
+        alias = db.alias
         attrs: dict[str, Any] = {
             "sql": sql if isinstance(sql, str) else str(sql),
-            "alias": db.alias,
+            "alias": alias,
             "vendor": db.vendor,
         }
         if many:
@@ -35,7 +36,7 @@ def _run(state: State, cursor: CursorWrapper, run: Any, sql: Any, params: Any, m
         source = user_source(3)
         if source is not None:
             attrs["source"] = source
-        span = open_span(trace, parent, "db.query", db.alias, attrs)
+        span = open_span(trace, state[1], "db.query", alias, attrs)
     except Exception:
         tracer_failed(trace, "db.query start")
         return run(cursor, sql, params)
@@ -47,7 +48,7 @@ def _run(state: State, cursor: CursorWrapper, run: Any, sql: Any, params: Any, m
         mark_error(span, exc)
         raise
     finally:
-        close_span(trace, span)
+        span.duration = clock() - trace._t0 - span.start
         try:
             rows = cursor.cursor.rowcount
             if rows is not None and rows >= 0:

@@ -9,6 +9,7 @@ request_finished receivers) are phases of the same trace.
 from __future__ import annotations
 
 import os
+import sys
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -68,7 +69,30 @@ def _request_info(request: Any) -> dict[str, Any]:
 
 def _where(request: Any, mode: str) -> dict[str, Any]:
     server = request.META.get("SERVER_SOFTWARE") or ("asgi" if mode == "async" else "wsgi")
-    return {"pid": os.getpid(), "thread": current_thread_name(), "server": server, "mode": mode}
+    where = {"pid": os.getpid(), "thread": current_thread_name(), "server": server, "mode": mode}
+    _note_otel_parent(where)
+    return where
+
+
+def _note_otel_parent(where: dict[str, Any]) -> None:
+    """Record the OpenTelemetry span open right now, if the app runs OpenTelemetry, so an
+    exporter can nest this trace under it instead of duplicating the request span.
+
+    OpenTelemetry is never imported here: it is only looked up if the app loaded it.
+    """
+    otel = sys.modules.get("opentelemetry.trace")
+    if otel is None:
+        return
+    try:
+        span = otel.get_current_span()
+        context = span.get_span_context()
+        if span.is_recording() and context.is_valid:
+            where["otel_parent"] = {
+                "trace_id": format(context.trace_id, "032x"),
+                "span_id": format(context.span_id, "016x"),
+            }
+    except Exception:
+        tracer_failed(None, "otel parent")
 
 
 def _start(request: Any, mode: str) -> tuple[Trace, Span, Collector | None, Any] | None:
@@ -130,6 +154,28 @@ def _get_response_async(original: Any) -> Any:
         return response
 
     return get_response_async
+
+
+def _core(original: Any) -> Any:
+    # The handler core runs inside every middleware: DjangoInstrumentor's SERVER span, which
+    # its middleware opens after djtrace's root started, is the current span here.
+    def _get_response(self: BaseHandler, request: Any) -> Any:
+        state = current.get()
+        if state is not None and "opentelemetry.trace" in sys.modules:
+            _note_otel_parent(state[0].where)
+        return original(self, request)
+
+    return _get_response
+
+
+def _core_async(original: Any) -> Any:
+    async def _get_response_async(self: BaseHandler, request: Any) -> Any:
+        state = current.get()
+        if state is not None and "opentelemetry.trace" in sys.modules:
+            _note_otel_parent(state[0].where)
+        return await original(self, request)
+
+    return _get_response_async
 
 
 def _close(original: Any) -> Any:
@@ -247,6 +293,8 @@ def _send_response(original: Any) -> Any:
 def install() -> None:
     patch(BaseHandler, "get_response", _get_response)
     patch(BaseHandler, "get_response_async", _get_response_async)
+    patch(BaseHandler, "_get_response", _core)
+    patch(BaseHandler, "_get_response_async", _core_async)
     patch(HttpResponseBase, "close", _close)
     patch(HttpResponse, "__iter__", _iter)
     patch(StreamingHttpResponse, "__iter__", _iter)

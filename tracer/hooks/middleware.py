@@ -20,8 +20,17 @@ from asgiref.sync import iscoroutinefunction
 from django.core.handlers import base as handler_base
 from django.core.handlers.base import BaseHandler
 
+from tracer.model import Span, Trace
 from tracer.patching import patch
-from tracer.recorder import State, clock, current, span_scope, tracer_failed
+from tracer.recorder import (
+    NOT_ERRORS,
+    clock,
+    current,
+    mark_error,
+    open_span,
+    span_scope,
+    tracer_failed,
+)
 
 
 def _dotted(obj: Any) -> str:
@@ -36,55 +45,86 @@ def _is_handler_core(get_response: Any) -> bool:
     return isinstance(getattr(get_response, "__self__", None), BaseHandler)
 
 
-def _enter_layer() -> State | None:
-    state = current.get()
-    if state is not None:
-        outer = state[1]
-        if outer is not None and outer.phase == "middleware":
-            outer.attrs.setdefault("inner_start", clock() - state[0]._t0)
-    return state
-
-
-def _leave_layer(state: State) -> None:
-    outer = state[1]
-    if outer is not None and outer.phase == "middleware":
-        outer.attrs["inner_end"] = clock() - state[0]._t0
-
-
 def _layer(inner: Any, name: str | None) -> Any:
-    """Wrap one layer of the chain; `name` is None for the handler core."""
+    """Wrap one layer of the chain; `name` is None for the handler core.
+
+    Entering a layer marks where its caller's "before" half ends (`inner_start`, the first
+    time) and leaving it where the "after" half begins (`inner_end`); the same clock reads
+    start and end the layer's own span.
+    """
 
     if iscoroutinefunction(inner):
 
         @functools.wraps(inner)
         async def async_layer(request: Any) -> Any:
-            state = _enter_layer()
+            state = current.get()
             if state is None:
                 return await inner(request)
+            trace, outer, collector = state
             try:
-                if name is None:
-                    return await inner(request)
-                with span_scope(state, "middleware", name):
-                    return await inner(request)
+                span, token, split = _enter(trace, outer, collector, name)
+            except Exception:
+                tracer_failed(trace, "middleware start")
+                return await inner(request)
+            try:
+                return await inner(request)
+            except BaseException as exc:
+                if span is not None and not isinstance(exc, NOT_ERRORS):
+                    mark_error(span, exc)
+                raise
             finally:
-                _leave_layer(state)
+                _leave(trace, outer, span, token, split)
 
         return async_layer
 
     @functools.wraps(inner)
     def sync_layer(request: Any) -> Any:
-        state = _enter_layer()
+        state = current.get()
         if state is None:
             return inner(request)
+        trace, outer, collector = state
         try:
-            if name is None:
-                return inner(request)
-            with span_scope(state, "middleware", name):
-                return inner(request)
+            span, token, split = _enter(trace, outer, collector, name)
+        except Exception:
+            tracer_failed(trace, "middleware start")
+            return inner(request)
+        try:
+            return inner(request)
+        except BaseException as exc:
+            if span is not None and not isinstance(exc, NOT_ERRORS):
+                mark_error(span, exc)
+            raise
         finally:
-            _leave_layer(state)
+            _leave(trace, outer, span, token, split)
 
     return sync_layer
+
+
+def _enter(
+    trace: Trace, outer: Span | None, collector: Any, name: str | None
+) -> tuple[Span | None, Any, bool]:
+    start = clock() - trace._t0
+    split = outer is not None and outer.phase == "middleware"
+    if split and "inner_start" not in outer.attrs:  # type: ignore[union-attr]
+        outer.attrs["inner_start"] = start  # type: ignore[union-attr]
+    if name is None:
+        return None, None, split
+    span = open_span(trace, outer, "middleware", name, None, start)
+    if span is None:
+        return None, None, split
+    return span, current.set((trace, span, collector)), split
+
+
+def _leave(trace: Trace, outer: Span | None, span: Span | None, token: Any, split: bool) -> None:
+    try:
+        end = clock() - trace._t0
+        if span is not None:
+            span.duration = end - span.start
+            current.reset(token)
+        if split:
+            outer.attrs["inner_end"] = end  # type: ignore[union-attr]
+    except Exception:
+        tracer_failed(trace, "middleware end")
 
 
 def _convert(original: Any) -> Any:

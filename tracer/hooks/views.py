@@ -13,7 +13,7 @@ from asgiref.sync import iscoroutinefunction
 from django.core.handlers.base import BaseHandler
 
 from tracer.patching import patch
-from tracer.recorder import current, span_scope
+from tracer.recorder import current, span_scope, tracer_failed
 
 
 @functools.lru_cache(maxsize=2048)
@@ -43,31 +43,51 @@ def _make_view_atomic(original: Any) -> Any:
         if current.get() is None:
             return wrapped
         try:
-            name, view_class = _view_name(view)
-        except TypeError:  # an unhashable callable
-            name, view_class = repr(view)[:200], None
-
-        if iscoroutinefunction(wrapped):
-
-            async def async_view(request: Any, *args: Any, **kwargs: Any) -> Any:
-                state = current.get()
-                if state is None:
-                    return await wrapped(request, *args, **kwargs)
-                with span_scope(state, "view", name, _attrs(view_class, request)):
-                    return await wrapped(request, *args, **kwargs)
-
-            return async_view
-
-        def sync_view(request: Any, *args: Any, **kwargs: Any) -> Any:
+            if wrapped is view:  # no ATOMIC_REQUESTS wrapper: the same callable every time
+                try:
+                    return _cached_wrapper(view)
+                except TypeError:  # an unhashable callable
+                    pass
+            return _wrapper(wrapped, view)
+        except Exception:
             state = current.get()
-            if state is None:
-                return wrapped(request, *args, **kwargs)
-            with span_scope(state, "view", name, _attrs(view_class, request)):
-                return wrapped(request, *args, **kwargs)
-
-        return sync_view
+            tracer_failed(state[0] if state is not None else None, "view wrap")
+            return wrapped
 
     return make_view_atomic
+
+
+@functools.lru_cache(maxsize=2048)
+def _cached_wrapper(view: Any) -> Any:
+    # One wrapper per view, built once: nothing in it belongs to a request.
+    return _wrapper(view, view)
+
+
+def _wrapper(wrapped: Any, view: Any) -> Any:
+    try:
+        name, view_class = _view_name(view)
+    except TypeError:  # an unhashable callable
+        name, view_class = repr(view)[:200], None
+
+    if iscoroutinefunction(wrapped):
+
+        async def async_view(request: Any, *args: Any, **kwargs: Any) -> Any:
+            state = current.get()
+            if state is None:
+                return await wrapped(request, *args, **kwargs)
+            with span_scope(state, "view", name, _attrs(view_class, request)):
+                return await wrapped(request, *args, **kwargs)
+
+        return async_view
+
+    def sync_view(request: Any, *args: Any, **kwargs: Any) -> Any:
+        state = current.get()
+        if state is None:
+            return wrapped(request, *args, **kwargs)
+        with span_scope(state, "view", name, _attrs(view_class, request)):
+            return wrapped(request, *args, **kwargs)
+
+    return sync_view
 
 
 def install() -> None:

@@ -1,0 +1,135 @@
+"""What `djtrace capture` does inside every Python process of the command it runs.
+
+`cli/bootstrap/sitecustomize.py` (put first on PYTHONPATH by capture, so every Python the
+command starts runs it: gunicorn's master, uvicorn's spawned workers, runserver's
+reloaded child) calls `arm()`. Once Django is set up — `django.setup()`, which
+runserver, get_wsgi_application() and get_asgi_application() all call — djtrace's hooks
+are installed, every request is recorded, and finished traces go to the trace store
+named by DJTRACE_STORE. Until then only the standard library is imported.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.abc
+import importlib.util
+import os
+import sys
+import threading
+from typing import Any
+
+ENV_ACTIVE = "DJTRACE_CAPTURE"  # "1" in the captured command's environment
+ENV_STORE = "DJTRACE_STORE"
+ENV_BODY = "DJTRACE_CAPTURE_BODY"  # record request bodies up to this many bytes
+ENV_QUEUE = "DJTRACE_QUEUE_SIZE"
+
+_lock = threading.Lock()
+_active = False
+
+
+def arm() -> None:
+    """Arrange for `activate()` to run right after `django.setup()`, whenever that happens."""
+    if os.environ.get(ENV_ACTIVE) != "1":
+        return
+    django = sys.modules.get("django")
+    if django is not None:  # another sitecustomize imported it already
+        _wrap_setup(django)
+    else:
+        sys.meta_path.insert(0, _DjangoFinder())
+
+
+class _DjangoFinder(importlib.abc.MetaPathFinder):
+    """Finds nothing itself; wraps the loader of the real `django` to patch it once loaded."""
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != "django":
+            return None
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)  # one use only
+        spec = importlib.util.find_spec("django")
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _PatchingLoader(spec.loader)
+        return spec
+
+
+class _PatchingLoader(importlib.abc.Loader):
+    def __init__(self, loader: Any) -> None:
+        self._loader = loader
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        # Give the module its real loader back before anything can look at it.
+        module.__loader__ = self._loader
+        if module.__spec__ is not None:
+            module.__spec__.loader = self._loader
+        self._loader.exec_module(module)
+        _wrap_setup(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+def _wrap_setup(django: Any) -> None:
+    original = getattr(django, "setup", None)
+    if original is None or getattr(original, "__djtrace__", False):
+        return
+
+    @functools.wraps(original)
+    def setup(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        activate()
+        return result
+
+    setup.__djtrace__ = True  # type: ignore[attr-defined]
+    django.setup = setup
+
+
+def activate() -> None:
+    """Install the hooks, record every request, send traces to the store. Once per process.
+
+    A failure here is reported on stderr and leaves the app exactly as it was.
+    """
+    global _active
+    with _lock:
+        if _active:
+            return
+        _active = True
+    store = os.environ.get(ENV_STORE)
+    if not store:
+        return
+    try:
+        from django.conf import settings
+
+        from exporters.writer import DEFAULT_QUEUE_SIZE, StoreWriter
+        from tracer import install
+        from tracer.recorder import add_sink, config
+
+        writer = StoreWriter(
+            store,
+            queue_size=_int_env(ENV_QUEUE, DEFAULT_QUEUE_SIZE),
+            settings=getattr(settings, "SETTINGS_MODULE", None),
+            cwd=os.getcwd(),
+        )
+        install()
+        config.capture_body = _int_env(ENV_BODY, 0)
+        add_sink(writer)
+        if os.environ.get("DJTRACE_OTLP") == "1":  # capture --otlp; never raises
+            from exporters.otlp import attach_from_env
+
+            attach_from_env(add_sink)
+        config.record_all = True
+    except Exception as exc:
+        print(
+            f"djtrace: not tracing process {os.getpid()}: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _int_env(name: str, default: int) -> int:
+    try:
+        return max(0, int(os.environ.get(name) or default))
+    except ValueError:
+        return default

@@ -1,0 +1,296 @@
+"""`djtrace replay ID`: run a captured request again, in-process or against a loopback server.
+
+The request is rebuilt from the trace: method, path, query, headers and, when it was
+captured, the body. Secrets were never stored, so they cannot be replayed: a request that
+carried cookies (a session) replays anonymously unless `--user` logs a user in.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import statistics
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import quote, urlsplit
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from cli.diff_cmd import render_diff
+from cli.errors import CliError
+from cli.inprocess import RequestSpec, run
+from cli.project import setup_django
+from cli.render import DEFAULT_HIDE_UNDER_MS, ms, render_trace
+from cli.store_access import StoreOption, load_trace_and_summary, store_path
+from exporters.store import StoreError, Summary, TraceStore
+from tracer.compare import compare
+from tracer.model import Trace
+from tracer.redact import REDACTED
+
+EXAMPLES = """
+[bold]Examples[/]
+
+  djtrace replay latest
+  djtrace replay 3f9a2c --repeat 20              [dim]# median run shown, spread below[/]
+  djtrace replay 3f9a2c --user alice             [dim]# it was a logged-in request[/]
+  djtrace replay 3f9a2c --target http://127.0.0.1:8000
+"""
+
+REPLAY_HEADER = "X-Djtrace-Replay"
+_NOT_REPLAYED = {"host", "content-length", "cookie", "connection", "keep-alive", "te", "upgrade"}
+_STORE_WAIT_S = 5.0  # how long a --target replay waits for the server to store its trace
+
+
+def request_spec(original: Trace, user: str | None, asgi: bool) -> tuple[RequestSpec, list[str]]:
+    """The request to send again, and notes on what could not be reproduced."""
+    req = original.request
+    notes: list[str] = []
+    headers: list[tuple[str, str]] = []
+    redacted = []
+    for name, value in (req.get("headers") or {}).items():
+        if value == REDACTED:
+            redacted.append(name)
+        elif name not in _NOT_REPLAYED and name != REPLAY_HEADER.lower():
+            headers.append((name, str(value)))
+    host = (req.get("headers") or {}).get("host")
+    query = req.get("query") or ""
+    path = quote(str(req.get("path") or "/"), safe="/:@!$&'()*+,;=-._~")
+    body = b""
+    if "body" in req:
+        body = str(req["body"]).encode()
+        if REDACTED in req["body"]:
+            notes.append("the body had sensitive fields; they are sent as '[redacted]'")
+    else:
+        size = req.get("body_size") or _content_length(req.get("headers") or {})
+        if size:
+            reason = req.get("body_omitted") or "captured without --capture-body"
+            notes.append(
+                f"the original sent a {size}-byte body that was not recorded ({reason}); "
+                "replaying without it"
+            )
+    if REDACTED in query:
+        notes.append("sensitive query parameters were redacted; they are sent as '[redacted]'")
+    if "cookie" in redacted and not user:
+        notes.append(
+            "the original request carried cookies (a session?); cookies are never stored, so "
+            "this replay is anonymous — if it was a logged-in request, pass --user USERNAME"
+        )
+    other = [h for h in redacted if h != "cookie"]
+    if other:
+        notes.append(f"redacted headers not replayed: {', '.join(other)}")
+    spec = RequestSpec(
+        method=str(req.get("method") or "GET"),
+        path=path + (f"?{query}" if query else ""),
+        headers=headers,
+        body=body,
+        user=user,
+        host=host if host and host != REDACTED else None,
+        asgi=asgi,
+    )
+    return spec, notes
+
+
+def _content_length(headers: dict[str, str]) -> int:
+    try:
+        return int(headers.get("content-length") or 0)
+    except ValueError:
+        return 0
+
+
+def check_target(target: str) -> str:
+    """The base URL, if it is http(s) on a loopback address; a clear error otherwise."""
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CliError(f"--target {target!r}: expected a URL like http://127.0.0.1:8000")
+    host = parts.hostname
+    if not _loopback(host):
+        raise CliError(
+            f"--target {target!r}: only loopback addresses (127.0.0.1, ::1, localhost) are "
+            "allowed; replay never sends captured requests to another machine"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if host != "localhost" and not host.endswith(".localhost"):
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # a replay reports the redirect; it does not follow it
+
+
+def send(base: str, spec: RequestSpec, nonce: str) -> tuple[int, int]:
+    """Send the request to the server; (status, client-side ns)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect)
+    headers = dict(spec.headers)
+    headers[REPLAY_HEADER] = nonce
+    request = urllib.request.Request(
+        base + spec.path, data=spec.body or None, headers=headers, method=spec.method
+    )
+    start = time.perf_counter_ns()
+    try:
+        with opener.open(request, timeout=60) as response:
+            response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(f"cannot reach {base}: {reason}", code=1) from None
+    return status, time.perf_counter_ns() - start
+
+
+def _stored(path: Path, nonce: str, since: int) -> Trace | None:
+    """The server's own trace of a --target replay, if it is captured into this store."""
+    deadline = time.monotonic() + _STORE_WAIT_S
+    while True:
+        try:
+            with TraceStore.open(path) as store:
+                found = store.find_tagged(REPLAY_HEADER.lower(), nonce, since)
+        except StoreError:
+            return None
+        if found is not None or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def _setup(settings: str | None, pythonpath: str | None, summary: Summary | None) -> str:
+    """Set up the project the trace came from (the capture recorded its settings and cwd)."""
+    if not settings and summary is not None and summary.settings:
+        settings = summary.settings
+        if not pythonpath and summary.cwd and os.path.isdir(summary.cwd):
+            pythonpath = summary.cwd
+    return setup_django(settings, pythonpath)
+
+
+def _headline(original: Trace) -> Text:
+    req = original.request
+    queries = sum(1 for s in original.spans if s.phase == "db.query")
+    return Text.assemble(
+        ("replaying ", "bold"),
+        (original.id, "cyan"),
+        f": {req.get('method', '')} {req.get('path', '')}",
+        ("?" + req["query"]) if req.get("query") else "",
+        (
+            f"  — original {req.get('status') or 'no response'} in {ms(original.duration)}, "
+            f"{queries} queries, pid {original.where.get('pid', '?')}",
+            "dim",
+        ),
+    )
+
+
+def replay(
+    ref: Annotated[
+        str, typer.Argument(metavar="ID|latest|slowest|FILE", help="The captured request.")
+    ],
+    repeat: Annotated[
+        int, typer.Option("--repeat", min=1, max=10000, help="Run N times; compare the median.")
+    ] = 1,
+    target: Annotated[
+        str | None,
+        typer.Option("--target", help="Send to a running server on loopback instead."),
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Log in as this user (in-process only).")
+    ] = None,
+    settings: Annotated[
+        str | None,
+        typer.Option("--settings", help="Settings module (default: the one the capture ran)."),
+    ] = None,
+    pythonpath: Annotated[
+        str | None, typer.Option("--pythonpath", help="Directory to put on sys.path first.")
+    ] = None,
+    asgi: Annotated[
+        bool | None,
+        typer.Option("--asgi/--wsgi", help="Handler to use (default: as the original ran)."),
+    ] = None,
+    store: StoreOption = None,
+    hide_under: Annotated[
+        float,
+        typer.Option("--hide-under", metavar="MS", min=0, help="Hide detail spans under MS."),
+    ] = DEFAULT_HIDE_UNDER_MS,
+) -> None:
+    """Re-run a captured request and compare it with the original, phase by phase."""
+    base = check_target(target) if target else None
+    original, summary = load_trace_and_summary(ref, store)
+    use_asgi = asgi if asgi is not None else original.where.get("mode") == "async"
+    if target and user:
+        raise CliError("--user works in-process only; a --target server needs its own login")
+    spec, notes = request_spec(original, user, use_asgi)
+    console = Console()
+    console.print(_headline(original), soft_wrap=True)
+    for note in notes:
+        console.print(Text.assemble(("note: ", "yellow"), note), soft_wrap=True)
+    if base:
+        replays = _replay_remote(console, base, spec, repeat, store_path(store))
+        if not replays:
+            return
+    else:
+        _setup(settings, pythonpath, summary)
+        replays = [run(spec) for _ in range(repeat)]
+    shown = sorted(replays, key=lambda t: t.duration)[(len(replays) - 1) // 2]
+    console.print()
+    console.print(render_trace(shown, hide_under_ms=hide_under))
+    if repeat > 1:
+        durations = sorted(t.duration for t in replays)
+        console.print(
+            f"{len(replays)} runs: min {ms(durations[0])} · median "
+            f"{ms(statistics.median(durations))} · max {ms(durations[-1])} (compared: the median)"
+        )
+    console.print()
+    console.print(render_diff(compare(original, shown), "original", "replay"))
+
+
+def _replay_remote(
+    console: Console, base: str, spec: RequestSpec, repeat: int, path: Path
+) -> list[Trace]:
+    """Send to the server; its traces when it is captured into this store, else client numbers."""
+    found: list[Trace] = []
+    timings = []
+    for i in range(repeat):
+        nonce = os.urandom(8).hex()
+        since = time.time_ns() - 1_000_000_000  # the server's clock may lag ours a little
+        status, elapsed = send(base, spec, nonce)
+        timings.append((status, elapsed))
+        if i == 0 or found:  # not captured the first time: do not wait for the others
+            trace = _stored(path, nonce, since)
+            if trace is not None:
+                found.append(trace)
+    if found:
+        return found
+    statuses = sorted({s for s, _ in timings})
+    median = statistics.median(t for _, t in timings)
+    console.print(
+        f"{base}: status {', '.join(map(str, statuses))}, median {ms(median)} over "
+        f"{len(timings)} requests (client side)."
+    )
+    console.print(
+        Text(
+            f"The server is not captured into {path}, so there is no trace to compare: run it "
+            "under `djtrace capture` (same --store) to see the tree and the diff.",
+            "yellow",
+        ),
+        soft_wrap=True,
+    )
+    return []
+
+
+replay.__doc__ = (replay.__doc__ or "") + "\n\n" + EXAMPLES

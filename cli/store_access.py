@@ -1,0 +1,226 @@
+"""Opening the trace store for the browsing commands, and the options they share.
+
+Store problems become one-line errors (CliError). A damaged store is not a dead end:
+its readable traces are salvaged into memory, with a warning saying how many were lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+
+from cli.errors import CliError
+from exporters import jsonl
+from exporters.store import (
+    Filters,
+    StoreDamaged,
+    StoreError,
+    StoreMissing,
+    Summary,
+    TraceNotFound,
+    TraceStore,
+    TraceUnreadable,
+    default_path,
+)
+from tracer.model import SchemaError, Trace
+
+T = TypeVar("T")
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="Trace store file (default: $DJTRACE_STORE, else .djtrace/traces.sqlite3).",
+        show_default=False,
+    ),
+]
+PathFilter = Annotated[
+    str | None,
+    typer.Option("--path", help="Glob on the path or the route, e.g. '/books/*'."),
+]
+StatusFilter = Annotated[
+    str | None, typer.Option("--status", help="Status: 200, 5xx, or a range 400-499.")
+]
+MethodFilter = Annotated[str | None, typer.Option("--method", help="HTTP method, e.g. POST.")]
+SlowerFilter = Annotated[
+    float | None,
+    typer.Option("--slower-than", metavar="MS", min=0, help="Only requests slower than MS."),
+]
+SinceFilter = Annotated[
+    str | None,
+    typer.Option("--since", help="Only requests since: 30s, 10m, 2h, 1d, or an ISO date/time."),
+]
+PidFilter = Annotated[int | None, typer.Option("--pid", help="Only requests served by this pid.")]
+
+_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    _stderr.print(f"[yellow]warning:[/] {message}")
+
+
+def store_path(option: Path | None) -> Path:
+    return (option or default_path()).expanduser()
+
+
+def open_store(path: Path) -> TraceStore:
+    """The store for reading; a damaged one is salvaged (with a warning)."""
+    try:
+        return TraceStore.open(path)
+    except StoreMissing:
+        raise CliError(
+            f"no trace store at {path}: record some traffic first "
+            "(`djtrace capture -- python manage.py runserver`), or pass --store"
+        ) from None
+    except StoreDamaged as exc:
+        return _salvage(path, exc)
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _salvage(path: Path, exc: StoreDamaged) -> TraceStore:
+    try:
+        store = TraceStore.salvage(path)
+    except (StoreError, OSError) as again:
+        raise CliError(f"{exc}; nothing could be salvaged ({again})", code=1) from None
+    warn(
+        f"{exc}; {store.count()} traces could still be read"
+        + (f" ({store.lost} could not)" if store.lost else "")
+        + f", and `djtrace export --store {path} > saved.jsonl` saves them"
+    )
+    return store
+
+
+def with_store(path: Path, action: Callable[[TraceStore], T]) -> tuple[T, TraceStore]:
+    """Run `action` on the store; if the store turns out damaged midway, on its salvage."""
+    store = open_store(path)
+    try:
+        return action(store), store
+    except StoreDamaged as exc:
+        if store.lost is not None:
+            raise CliError(str(exc), code=1) from None
+        store.close()
+        store = _salvage(path, exc)
+        try:
+            return action(store), store
+        except StoreError as again:
+            raise CliError(str(again), code=1) from None
+    except (TraceNotFound, TraceUnreadable) as exc:
+        raise CliError(str(exc), code=1) from None
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+_SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(value: str, now: dt.datetime | None = None) -> int:
+    """'10m' (ago) or an ISO date/time (local time unless it says otherwise) → epoch ns."""
+    now = now or dt.datetime.now().astimezone()
+    match = _SINCE.match(value.strip().lower())
+    if match:
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        return int((now.timestamp() - seconds) * 1e9)
+    try:
+        when = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise CliError(
+            f"--since {value!r}: use a duration like 30s, 10m, 2h, 1d, or an ISO date/time"
+        ) from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # a naive time is the user's local time
+    return int(when.timestamp() * 1e9)
+
+
+_STATUS = re.compile(r"^([1-5])xx$")
+
+
+def parse_status(value: str) -> tuple[int, int]:
+    text = value.strip().lower()
+    match = _STATUS.match(text)
+    if match:
+        first = int(match.group(1)) * 100
+        return first, first + 99
+    low, sep, high = text.partition("-")
+    try:
+        if sep:
+            return int(low), int(high)
+        return int(text), int(text)
+    except ValueError:
+        raise CliError(f"--status {value!r}: use a code (404), a class (5xx) or a range") from None
+
+
+def make_filters(
+    path: str | None = None,
+    status: str | None = None,
+    method: str | None = None,
+    slower_than: float | None = None,
+    since: str | None = None,
+    pid: int | None = None,
+) -> Filters:
+    return Filters(
+        path=path,
+        status=parse_status(status) if status else None,
+        method=method,
+        slower_than=int(slower_than * 1e6) if slower_than is not None else None,
+        since=parse_since(since) if since else None,
+        pid=pid,
+    )
+
+
+def load_trace(ref: str, store: Path | None, filters: Filters | None = None) -> Trace:
+    """A trace from a JSON/JSONL file, or from the store: an id, a prefix, latest, slowest."""
+    return load_trace_and_summary(ref, store, filters)[0]
+
+
+def load_trace_and_summary(
+    ref: str, store: Path | None, filters: Filters | None = None
+) -> tuple[Trace, Summary | None]:
+    """The trace, and its store row (where it ran: settings, cwd) when it came from the store."""
+    file = Path(ref).expanduser()
+    if ref not in ("latest", "slowest") and (file.is_file() or ref.endswith((".json", ".jsonl"))):
+        return trace_from_file(file), None
+    path = store_path(store)
+
+    def find(s: TraceStore) -> tuple[Trace, Summary | None]:
+        if ref in ("latest", "slowest"):
+            found = s.first(filters, "time" if ref == "latest" else "duration")
+            if found is None:
+                raise CliError(f"no traces in {path}" + (" match" if filters else ""), code=1)
+        else:
+            found = s.get(ref)
+        return found, s.summary(found.id)
+
+    (trace, summary), opened = with_store(path, find)
+    opened.close()
+    return trace, summary
+
+
+def trace_from_file(file: Path) -> Trace:
+    """One trace from a .json file (one trace object) or a .jsonl file with one good line."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        return Trace.from_dict(json.loads(text))
+    except SchemaError as exc:
+        raise CliError(f"{file}: {exc}") from None
+    except ValueError:
+        pass  # not one JSON document: maybe JSON Lines
+    traces = [item for _, item in jsonl.read(text.splitlines(keepends=True))]
+    good = [t for t in traces if isinstance(t, Trace)]
+    if len(good) == 1:
+        return good[0]
+    if not good:
+        reason = traces[0] if traces else "the file is empty"
+        raise CliError(f"{file} holds no readable trace ({reason})")
+    raise CliError(f"{file} holds {len(good)} traces; import it and pick one by id")

@@ -1,0 +1,202 @@
+"""A sink that writes finished traces to the trace store, off the request path.
+
+The request thread only puts the trace on a bounded queue (`put_nowait`); when the queue
+is full the trace is dropped and counted, never waited for. One writer thread per process
+serializes and inserts traces in batches, each batch one short transaction.
+
+Servers fork (gunicorn) and spawn (uvicorn --workers): a forked child starts with an
+empty queue and no thread, and starts its own writer on its first trace. At exit (atexit,
+and multiprocessing's finalizers for forked children that skip atexit) the queue is
+drained, so the traces of a server stopped by SIGTERM or SIGINT are all written.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from exporters.store import StoreError, TraceStore, row_for
+from tracer.model import Trace
+
+logger = logging.getLogger("djtrace")
+
+DEFAULT_QUEUE_SIZE = 2000
+BATCH = 200
+CLOSE_TIMEOUT_S = 30.0
+
+_STOP = object()
+
+# Connections a forked child inherited from its parent's writer: kept referenced so the
+# child never closes them (SQLite: a connection must not be used, closed included, across
+# a fork). The child opens its own.
+_inherited: list[TraceStore] = []
+
+
+class StoreWriter:
+    """`add_sink(StoreWriter(path))`: every finished trace goes to the store at `path`."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        max_traces: int | None = None,
+        settings: str | None = None,
+        cwd: str | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.queue_size = queue_size
+        self.max_traces = max_traces
+        self.settings = settings
+        self.cwd = cwd
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+        atexit.register(self.close)
+
+    def _reset(self) -> None:
+        """A fresh state for this process (after a fork the parent's thread is gone)."""
+        if getattr(self, "_store", None) is not None:
+            _inherited.append(self._store)
+        self._store: TraceStore | None = None  # the writer thread's open store
+        self._pid = os.getpid()
+        self._queue: queue.Queue[Any] = queue.Queue(self.queue_size)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # a lock held at fork time would stay held in the child
+        self._closed = False
+        self.dropped = 0  # traces dropped on a full queue, in this process
+        self._unreported_drops = 0
+        self.written = 0
+        self.failed = 0  # traces the store refused (unusable store, unserializable trace)
+        self._warned = False
+
+    # --- the request side: never blocks, never raises ----------------------------------------
+
+    def __call__(self, trace: Trace) -> None:
+        if self._pid != os.getpid():  # forked without the at-fork hook (a C extension)
+            self._reset()
+        if self._closed or (self._thread is None and not self._start()):
+            self._drop()
+            return
+        try:
+            self._queue.put_nowait(trace)
+        except queue.Full:
+            self._drop()
+
+    def _drop(self) -> None:
+        with self._lock:
+            self.dropped += 1
+            self._unreported_drops += 1
+
+    def _start(self) -> bool:
+        with self._lock:
+            if self._thread is not None:
+                return True
+            if self._closed:
+                return False
+            thread = threading.Thread(
+                target=self._run, args=(self._queue,), name="djtrace-writer", daemon=True
+            )
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter shutting down
+                return False
+            self._thread = thread
+        if "multiprocessing" in sys.modules:
+            # A process forked by multiprocessing leaves through os._exit: no atexit there.
+            from multiprocessing import util
+
+            util.Finalize(None, self.close, exitpriority=100)
+        return True
+
+    # --- the writer thread --------------------------------------------------------------------
+
+    def _run(self, q: queue.Queue[Any]) -> None:
+        store: TraceStore | None = None
+        while True:
+            self._store = store
+            batch = [q.get()]
+            while len(batch) < BATCH:
+                try:
+                    batch.append(q.get_nowait())
+                except queue.Empty:
+                    break
+            traces = [item for item in batch if isinstance(item, Trace)]
+            if traces or self._unreported_drops:
+                store = self._write(store, traces)
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if any(item is _STOP for item in batch):
+                self._store = None
+                if store is not None:
+                    store.close()
+                return
+
+    def _write(self, store: TraceStore | None, traces: list[Trace]) -> TraceStore | None:
+        rows = []
+        for trace in traces:
+            try:
+                rows.append(row_for(trace, self.settings, self.cwd))
+            except Exception:
+                self.failed += 1
+                logger.warning("djtrace: could not serialize trace %s", trace.id, exc_info=True)
+        try:
+            if store is None:
+                store = self._store = TraceStore.open(self.path, create=True)
+            if rows:
+                store.add_rows(rows, self.max_traces)
+                self.written += len(rows)
+            with self._lock:
+                drops, self._unreported_drops = self._unreported_drops, 0
+            if drops:
+                store.count_dropped(drops)
+        except StoreError as exc:
+            self.failed += len(rows)
+            if not self._warned:
+                self._warned = True
+                print(f"djtrace: traces not stored: {exc}", file=sys.stderr, flush=True)
+            if store is not None:
+                store.close()
+            return None
+        return store
+
+    # --- flushing -----------------------------------------------------------------------------
+
+    def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Wait until every trace queued so far is written; False if that took too long."""
+        if self._thread is None or self._pid != os.getpid():
+            return True
+        done = threading.Event()
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Write what is queued and stop the thread (atexit; idempotent)."""
+        with self._lock:
+            if self._closed or self._pid != os.getpid():
+                return
+            self._closed = True
+            thread = self._thread
+        if thread is None:
+            return
+        try:
+            self._queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            pass
+        thread.join(timeout)
+        left = self._queue.qsize()
+        if thread.is_alive() and left:
+            print(
+                f"djtrace: {left} traces not written to {self.path} (store busy)",
+                file=sys.stderr,
+                flush=True,
+            )

@@ -1,0 +1,228 @@
+"""`djtrace capture` around real servers: every request of every worker lands in the store once.
+
+gunicorn (2 workers × 4 threads, forked) and uvicorn (2 spawned workers) serve sample_site
+on 127.0.0.1 under capture; a few hundred concurrent, uniquely tagged requests go in;
+SIGTERM stops the server; each tag must be in the store exactly once, with only its own
+spans (the right path, route and query count).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from cli.inprocess import RequestSpec, run
+from tests.capture_support import (
+    capture,
+    exported,
+    fetch,
+    free_port,
+    gunicorn_args,
+    uvicorn_args,
+    wait_for_traces,
+)
+from tests.conftest import run_djtrace
+
+PAGES = [
+    "/books/",
+    "/books/fast/",
+    "/api/books/",
+    "/stream/",
+    "/async/",
+    "/books/2/reviews/",
+    "/boom/",
+    "/no-such-page/",
+]
+REQUESTS = 300
+CLIENTS = 16
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict[str, tuple[int, int, str | None]]:
+    """(status, queries, route) of each page, from one in-process request through the stack."""
+    out = {}
+    for page in PAGES:
+        trace = run(RequestSpec("GET", page))
+        out[page] = (trace.request["status"], len(trace.queries), trace.request["route"])
+    assert out["/books/"][1] == 21 and out["/books/fast/"][1] == 1  # the pages we think
+    return out
+
+
+def _load(base: str) -> dict[str, tuple[str, int]]:
+    """REQUESTS tagged GETs over PAGES from CLIENTS threads: tag → (page, status)."""
+    jobs = {f"tag={i}": PAGES[i % len(PAGES)] for i in range(REQUESTS)}
+
+    def one(item: tuple[str, str]) -> tuple[str, tuple[str, int]]:
+        tag, page = item
+        status, _ = fetch(f"{base}{page}?{tag}")
+        return tag, (page, status)
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        return dict(pool.map(one, jobs.items()))
+
+
+def _check_store(
+    traces: list[dict[str, Any]],
+    sent: dict[str, tuple[str, int]],
+    expected: dict[str, tuple[int, int, str | None]],
+) -> set[int]:
+    tags = Counter(t["request"]["query"] for t in traces)
+    assert set(tags) == set(sent), "a request is missing from the store, or one is extra"
+    assert all(n == 1 for n in tags.values()), [t for t, n in tags.items() if n > 1]
+    for trace in traces:
+        page, status = sent[trace["request"]["query"]]
+        want_status, want_queries, want_route = expected[page]
+        request, spans = trace["request"], trace["spans"]
+        assert request["path"] == page
+        assert request["status"] == status == want_status, (page, request["status"], status)
+        assert request["route"] == want_route
+        ids = [s["id"] for s in spans]
+        assert len(ids) == len(set(ids))
+        assert all(s["parent"] in set(ids) for s in spans if s["parent"] is not None)
+        roots = [s for s in spans if s["parent"] is None]
+        assert [(r["phase"], r["name"]) for r in roots] == [("request", f"GET {page}")]
+        resolves = [s for s in spans if s["phase"] == "url.resolve"]
+        assert len(resolves) == 1
+        assert resolves[0]["attrs"]["resolved"] is (want_route is not None)
+        if want_route is not None:
+            assert resolves[0]["name"] == want_route
+        queries = [s for s in spans if s["phase"] == "db.query"]
+        assert len(queries) == want_queries, (page, len(queries), want_queries)
+    return {t["where"]["pid"] for t in traces}
+
+
+def test_gunicorn_workers_and_threads_every_request_stored_once(tmp_path, expected):
+    port = free_port()
+    with capture(tmp_path, gunicorn_args(port, workers=2, threads=4), port) as server:
+        sent = _load(server.base)
+        code = server.stop(signal.SIGTERM)
+    out = server.stdout()
+    assert code == 0, server.stderr()[-3000:]
+    assert f"{REQUESTS} requests recorded into {server.store}" in out
+    assert "the server exited with 0" in out
+    assert "passing SIGTERM to the server" in out
+    # one live line per request: time, worker pid/thread, method, path, status, time, queries
+    lines = [line for line in out.splitlines() if "/books/fast/?tag=" in line]
+    assert len(lines) == len([p for p, _ in sent.values() if p == "/books/fast/"])
+    assert all(" GET " in line and " 200 " in line and line.endswith(" 1 q") for line in lines)
+    pids = _check_store(exported(server.store), sent, expected)
+    assert len(pids) == 2, f"expected both gunicorn workers to serve requests, got {pids}"
+    assert "0 dropped" in out
+
+
+def test_uvicorn_workers_every_request_stored_once_with_bodies(tmp_path, expected):
+    port = free_port()
+    with capture(tmp_path, uvicorn_args(port, workers=2), port, "--capture-body") as server:
+        sent = _load(server.base)
+        form = b"name=Ada&password=hunter2&quantity=1"
+        status, _ = fetch(f"{server.base}/form/?tag=form", data=form)
+        payload = json.dumps({"title": "Dune", "api_key": "k-123"}).encode()
+        fetch(
+            f"{server.base}/api/books/?tag=json",
+            data=payload,
+            headers={"Content-Type": "application/json"},
+        )
+        code = server.stop(signal.SIGTERM)
+    assert code == 0, server.stderr()[-3000:]
+    traces = exported(server.store)
+    by_tag = {t["request"]["query"]: t for t in traces}
+    posted = by_tag.pop("tag=form")["request"]
+    assert posted["method"] == "POST" and posted["status"] == status == 403  # CSRF, as usual
+    assert posted["body"] == "name=Ada&password=[redacted]&quantity=1"
+    assert "hunter2" not in json.dumps(traces) and "k-123" not in json.dumps(traces)
+    assert json.loads(by_tag.pop("tag=json")["request"]["body"]) == {
+        "title": "Dune",
+        "api_key": "[redacted]",
+    }
+    pids = _check_store(list(by_tag.values()), sent, expected)
+    assert len(pids) == 2, f"expected both uvicorn workers to serve requests, got {pids}"
+    assert all(t["where"]["mode"] == "async" for t in by_tag.values())
+    assert f"{REQUESTS + 2} requests recorded" in server.stdout()
+
+
+def test_runserver_with_autoreloader_is_traced_in_its_child(tmp_path):
+    """runserver re-executes itself (the autoreloader): the child process is the one traced."""
+    port = free_port()
+    server_cmd = [sys.executable, "sample_site/manage.py", "runserver", f"127.0.0.1:{port}"]
+    with capture(tmp_path, server_cmd, port, "--tree-over", "0") as server:
+        status, _ = fetch(f"{server.base}/books/?tag=rs")
+        # runserver's threads are daemons: a request still closing when Ctrl-C lands is cut
+        # short (without djtrace too), so stop once it is stored.
+        wait_for_traces(server.store, 1)
+        code = server.stop(signal.SIGINT)
+    assert status == 200
+    assert code == 0, server.stderr()[-3000:]
+    out = server.stdout()
+    assert "GET /books/?tag=rs  →  200 OK" in out  # --tree-over 0: the tree, live
+    assert "SQL × 20 similar" in out
+    (trace,) = exported(server.store)
+    assert trace["request"]["query"] == "tag=rs"
+    assert trace["where"]["pid"] != server.process.pid  # the reloader's child served it
+
+
+def test_capture_passes_the_exit_code_through(tmp_path):
+    result = run_djtrace(
+        "capture",
+        "--store",
+        str(tmp_path / "s.sqlite3"),
+        "--",
+        sys.executable,
+        "-c",
+        "import sys; sys.exit(3)",
+    )
+    assert result.returncode == 3
+    assert "0 requests recorded" in result.stdout
+    assert "no request was recorded" in result.stdout
+
+
+def test_capture_of_a_missing_command_is_a_clear_error(tmp_path):
+    result = run_djtrace("capture", "--store", str(tmp_path / "s.sqlite3"), "--", "no-such-server")
+    assert result.returncode == 127
+    assert result.stderr.strip() == "error: command not found: no-such-server"
+
+
+def test_capture_keeps_an_existing_sitecustomize_working(tmp_path):
+    """The bootstrap hides the project's own sitecustomize; it must still run, first."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import os\nos.environ['FROM_USER_SITE'] = 'yes'\n")
+    script = "import os, sys; print('user site:', os.environ.get('FROM_USER_SITE'))"
+    env = {"PYTHONPATH": str(site)}
+    result = run_djtrace(
+        "capture",
+        "--store",
+        str(tmp_path / "s.sqlite3"),
+        "--",
+        sys.executable,
+        "-c",
+        script,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "user site: yes" in result.stdout
+
+
+def test_capture_installs_nothing_when_django_is_never_set_up(tmp_path):
+    script = (
+        "import sys; print('tracing modules:', "
+        "sorted(m for m in sys.modules if m.startswith(('tracer', 'exporters', 'django'))))"
+    )
+    result = run_djtrace(
+        "capture", "--store", str(tmp_path / "s.sqlite3"), "--", sys.executable, "-c", script
+    )
+    assert result.returncode == 0, result.stderr
+    assert "tracing modules: []" in result.stdout
+
+
+def test_store_file_and_directory_are_private(tmp_path):
+    store = tmp_path / "private" / "traces.sqlite3"
+    result = run_djtrace("capture", "--store", str(store), "--", sys.executable, "-c", "pass")
+    assert result.returncode == 0, result.stderr
+    assert oct(store.stat().st_mode & 0o777) == oct(0o600)
+    assert oct(store.parent.stat().st_mode & 0o777) == oct(0o700)

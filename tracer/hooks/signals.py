@@ -1,0 +1,209 @@
+"""Signals: a `signal` span per send, a `signal.receiver` span per receiver inside it.
+
+`Signal.send`/`send_robust` (and `asend`/`asend_robust` on Django 5+) open the send span;
+while it is the current span, `Signal._live_receivers` hands Django thin wrappers that time
+each receiver (sync ones and, on Django 5+, async ones), and the send's return value is
+given back with the user's own receivers in it. Cheap on purpose: a signal is named from
+a table (built once by scanning loaded modules for Signal objects, again only when new
+modules appear), a receiver by its `__module__`/`__qualname__`; nothing is repr'd. A send
+with no receivers for its sender (the usual post_init) records nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+from django.core.signals import request_started
+from django.dispatch import Signal
+from django.dispatch.dispatcher import NO_RECEIVERS
+
+from tracer.patching import patch
+from tracer.recorder import State, current, span_scope, tracer_failed
+
+UNNAMED = "signal"
+
+# id(signal) → (variable name, "module.variable"). Module-level signals live as long as
+# their module, so their ids stay theirs.
+_names: dict[int, tuple[str, str]] = {}
+_scanned_modules: set[str] = set()  # each module's namespace is read once
+_modules_seen = 0  # len(sys.modules) at the last full scan
+_lock = threading.Lock()
+
+
+def _scan(signal_modules_only: bool) -> None:
+    """Read the namespaces of modules not read yet (`*signal*` modules first: cheap)."""
+    for module_name, module in list(sys.modules.items()):
+        if module_name in _scanned_modules:
+            continue
+        if signal_modules_only and "signal" not in module_name:
+            continue
+        if getattr(getattr(module, "__spec__", None), "_initializing", False):
+            continue  # still importing: read it once it is complete
+        _scanned_modules.add(module_name)
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for var, value in list(namespace.items()):
+            if isinstance(value, Signal) and not var.startswith("_"):
+                known = _names.get(id(value))
+                # Prefer where it is defined: a `signals` module over one that imports it.
+                if known is None or (
+                    module_name.endswith("signals")
+                    and not known[1].rpartition(".")[0].endswith("signals")
+                ):
+                    _names[id(value)] = (var, f"{module_name}.{var}")
+
+
+def signal_name(signal: Signal) -> tuple[str, str]:
+    """(short name, dotted name) of a module-level signal; ("signal", "") if it has none."""
+    global _modules_seen
+    name = _names.get(id(signal))
+    if name is not None:
+        return name
+    if len(sys.modules) != _modules_seen:  # new modules since the last miss: read them
+        with _lock:
+            _scan(signal_modules_only=True)
+            if id(signal) not in _names:
+                _modules_seen = len(sys.modules)
+                _scan(signal_modules_only=False)
+        name = _names.get(id(signal))
+        if name is not None:
+            return name
+    return UNNAMED, ""
+
+
+def receiver_name(receiver: Any) -> str:
+    func = getattr(receiver, "__func__", receiver)  # a bound method: its function
+    qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
+    module = getattr(func, "__module__", None)
+    return f"{module}.{qualname}" if module else qualname
+
+
+class _Receiver:
+    """Times one receiver call; anything else is the receiver's own attribute."""
+
+    __slots__ = ("receiver", "state")
+
+    def __init__(self, receiver: Any, state: State) -> None:
+        self.receiver = receiver
+        self.state = state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with span_scope(self.state, "signal.receiver", receiver_name(self.receiver)):
+            return self.receiver(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "receiver":  # an unset slot: never recurse
+            raise AttributeError(name)
+        return getattr(self.receiver, name)
+
+
+class _AsyncReceiver(_Receiver):
+    __slots__ = ()
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        attrs = {"async": True}
+        with span_scope(self.state, "signal.receiver", receiver_name(self.receiver), attrs):
+            return await self.receiver(*args, **kwargs)
+
+
+def _has_receivers(signal: Signal, sender: Any) -> bool:
+    """Django's own early exit, checked before a span is opened."""
+    if not signal.receivers:
+        return False
+    try:
+        return signal.sender_receivers_cache.get(sender) is not NO_RECEIVERS
+    except TypeError:  # a sender that can't be weakly referenced
+        return True
+
+
+def _attrs(signal: Signal, sender: Any) -> tuple[str, dict[str, Any]]:
+    name, dotted = signal_name(signal)
+    attrs: dict[str, Any] = {"signal": dotted} if dotted else {}
+    if isinstance(sender, type):
+        attrs["sender"] = sender.__name__
+    return name, attrs
+
+
+def _unwrapped(responses: Any) -> Any:
+    """The send's result as Django would return it: the user's receivers, not our wrappers."""
+    if not isinstance(responses, list):
+        return responses
+    return [
+        (pair[0].receiver, pair[1]) if isinstance(pair[0], _Receiver) else pair
+        for pair in responses
+    ]
+
+
+def _outside_request(signal: Signal, state: State) -> bool:
+    """request_started is sent just before the request's trace begins: not inline work."""
+    return signal is request_started and not state[0].request
+
+
+def _send(original: Any) -> Any:
+    def send(self: Signal, sender: Any, **named: Any) -> Any:
+        state = current.get()
+        if state is None or not _has_receivers(self, sender) or _outside_request(self, state):
+            return original(self, sender, **named)
+        name, attrs = _attrs(self, sender)
+        with span_scope(state, "signal", name, attrs) as span:
+            responses = original(self, sender, **named)
+        if span is not None:
+            attrs.setdefault("receivers", 0)
+        return _unwrapped(responses)
+
+    return send
+
+
+def _asend(original: Any) -> Any:
+    async def asend(self: Signal, sender: Any, **named: Any) -> Any:
+        state = current.get()
+        if state is None or not _has_receivers(self, sender) or _outside_request(self, state):
+            return await original(self, sender, **named)
+        name, attrs = _attrs(self, sender)
+        attrs["async"] = True
+        with span_scope(state, "signal", name, attrs) as span:
+            responses = await original(self, sender, **named)
+        if span is not None:
+            attrs.setdefault("receivers", 0)
+        return _unwrapped(responses)
+
+    return asend
+
+
+def _live_receivers(original: Any) -> Any:
+    def live_receivers(self: Signal, sender: Any) -> Any:
+        result = original(self, sender)
+        state = current.get()
+        if state is None:
+            return result
+        span = state[1]
+        # Only for the send that is starting right now (has_listeners etc. get the originals).
+        if span is None or span.phase != "signal" or "receivers" in span.attrs:
+            return result
+        try:
+            if isinstance(result, tuple):  # Django 5+: (sync receivers, async receivers)
+                sync, asynchronous = result
+                span.attrs["receivers"] = len(sync) + len(asynchronous)
+                return (
+                    [_Receiver(r, state) for r in sync],
+                    [_AsyncReceiver(r, state) for r in asynchronous],
+                )
+            span.attrs["receivers"] = len(result)
+            return [_Receiver(r, state) for r in result]
+        except Exception:
+            tracer_failed(state[0], "signal receivers")
+            return result
+
+    return live_receivers
+
+
+def install() -> None:
+    patch(Signal, "send", _send)
+    patch(Signal, "send_robust", _send)
+    if "asend" in Signal.__dict__:  # Django 5.0+
+        patch(Signal, "asend", _asend)
+        patch(Signal, "asend_robust", _asend)
+    patch(Signal, "_live_receivers", _live_receivers)

@@ -1,0 +1,177 @@
+"""Transactions: each `atomic` block (ATOMIC_REQUESTS included) is a `db.transaction` span.
+
+The span opens in `Atomic.__enter__` and closes in `Atomic.__exit__`: two calls, possibly
+of one shared Atomic instance (a decorator is reused across calls, threads and recursion).
+So nothing is kept on the Atomic: each connection gets a stack of open spans, matched on
+exit by the depth of `connection.atomic_blocks`. The current span is set with `set` and
+restored only if it is still ours, never with a token reset that could fail in another
+context.
+
+Attrs: alias, kind ("transaction" for the outermost block, "savepoint", or "nested" for a
+block without a savepoint), durable, and on exit outcome ("commit" or "rollback").
+`connection.commit()`/`rollback()` are `db.commit`/`db.rollback` spans.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from django.db import transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.transaction import Atomic
+
+from tracer.model import Span, Trace
+from tracer.patching import patch
+from tracer.recorder import (
+    State,
+    close_span,
+    current,
+    mark_error,
+    open_span,
+    span_scope,
+    tracer_failed,
+)
+
+
+class _Open:
+    """One open atomic block: its span, its depth, and the states around it."""
+
+    __slots__ = ("depth", "span", "trace", "outer", "inner")
+
+    def __init__(self, depth: int, span: Span, trace: Trace, outer: State, inner: State) -> None:
+        self.depth = depth
+        self.span = span
+        self.trace = trace
+        self.outer = outer
+        self.inner = inner
+
+
+_stacks: weakref.WeakKeyDictionary[BaseDatabaseWrapper, list[_Open]] = weakref.WeakKeyDictionary()
+
+
+def _enter(original: Any) -> Any:
+    def __enter__(self: Atomic) -> Any:
+        state = current.get()
+        if state is None:
+            return original(self)
+        return _traced_enter(state, self, original)
+
+    return __enter__
+
+
+def _traced_enter(state: State, atomic: Atomic, original: Any) -> Any:
+    trace, parent, collector = state
+    try:
+        connection = transaction.get_connection(atomic.using)
+        outermost = not connection.in_atomic_block
+        attrs: dict[str, Any] = {"alias": connection.alias, "durable": bool(atomic.durable)}
+        span = open_span(trace, parent, "db.transaction", "atomic", attrs)
+    except Exception:
+        tracer_failed(trace, "db.transaction start")
+        return original(atomic)
+    if span is None:
+        return original(atomic)
+    inner = (trace, span, collector)
+    current.set(inner)  # the BEGIN/SAVEPOINT work nests in the block
+    try:
+        result = original(atomic)
+    except BaseException as exc:
+        if current.get() is inner:
+            current.set(state)
+        close_span(trace, span)
+        mark_error(span, exc)
+        raise
+    try:
+        if outermost:
+            kind = "transaction"
+        elif connection.savepoint_ids and connection.savepoint_ids[-1] is not None:
+            kind = "savepoint"
+        else:
+            kind = "nested"
+        attrs["kind"] = kind
+        span.name = kind
+        entry = _Open(len(connection.atomic_blocks), span, trace, state, inner)
+        stack = _stacks.get(connection)
+        if stack is None:
+            _stacks[connection] = [entry]
+        else:
+            stack.append(entry)
+    except Exception:
+        tracer_failed(trace, "db.transaction enter")
+        if current.get() is inner:
+            current.set(state)
+        close_span(trace, span)
+    return result
+
+
+def _exit(original: Any) -> Any:
+    def __exit__(self: Atomic, exc_type: Any, exc_value: Any, traceback: Any) -> Any:
+        if not _stacks:  # no traced block is open anywhere
+            return original(self, exc_type, exc_value, traceback)
+        entry = connection = None
+        try:
+            connection = transaction.get_connection(self.using)
+            stack = _stacks.get(connection)
+            if stack:
+                depth = len(connection.atomic_blocks)
+                while stack and stack[-1].depth > depth:  # blocks left behind by a reconnect
+                    stale = stack.pop()
+                    close_span(stale.trace, stale.span)
+                if stack and stack[-1].depth == depth:
+                    entry = stack.pop()
+                if not stack:
+                    del _stacks[connection]
+        except Exception:
+            tracer_failed(None, "db.transaction exit")
+        if entry is None:
+            return original(self, exc_type, exc_value, traceback)
+        return _traced_exit(entry, connection, self, original, exc_type, exc_value, traceback)
+
+    return __exit__
+
+
+def _traced_exit(
+    entry: _Open,
+    connection: Any,
+    atomic: Atomic,
+    original: Any,
+    exc_type: Any,
+    exc_value: Any,
+    traceback: Any,
+) -> Any:
+    span, trace, attrs = entry.span, entry.trace, entry.span.attrs
+    # Decided before Django resets the flags: an exception or set_rollback(True) rolls back.
+    rollback = exc_type is not None or bool(connection.needs_rollback)
+    failed = False
+    try:
+        return original(atomic, exc_type, exc_value, traceback)
+    except BaseException as exc:  # the commit itself failed: Django rolled back
+        failed = True
+        mark_error(span, exc)
+        raise
+    finally:
+        attrs["outcome"] = "rollback" if rollback or failed else "commit"
+        if exc_value is not None and isinstance(exc_value, Exception):
+            mark_error(span, exc_value)
+        if current.get() is entry.inner:
+            current.set(entry.outer)
+        close_span(trace, span)
+
+
+def _commit(original: Any, phase: str) -> Any:
+    def run(self: BaseDatabaseWrapper) -> Any:
+        state = current.get()
+        if state is None or self.connection is None:
+            return original(self)
+        with span_scope(state, phase, self.alias, {"alias": self.alias}):
+            return original(self)
+
+    return run
+
+
+def install() -> None:
+    patch(Atomic, "__enter__", _enter)
+    patch(Atomic, "__exit__", _exit)
+    patch(BaseDatabaseWrapper, "_commit", lambda original: _commit(original, "db.commit"))
+    patch(BaseDatabaseWrapper, "_rollback", lambda original: _commit(original, "db.rollback"))
