@@ -110,3 +110,22 @@ def test_the_tree_shows_the_signal_and_its_receiver():
     text = rendered(render_trace(tr, hide_under_ms=0))
     assert "signal book_viewed (Book) → 1 receiver" in text
     assert "receiver sample_site.bookstore.signals.count_book_view" in text
+
+
+def test_a_signal_that_is_not_a_module_variable_is_traced_unnamed():
+    from django.dispatch import Signal
+
+    class Shop:
+        refunded = Signal()  # a class attribute: no module-level name to find
+
+    def on_refund(sender, **kwargs):
+        return "refunded"
+
+    Shop.refunded.connect(on_refund, weak=False)
+    with trace() as t:
+        responses = Shop.refunded.send(sender=Shop)
+    assert responses == [(on_refund, "refunded")]
+    (send,) = spans_of(t.bare, "signal")
+    assert send.name == "signal" and send.attrs == {"sender": "Shop", "receivers": 1}
+    (receiver,) = spans_of(t.bare, "signal.receiver")
+    assert receiver.name.endswith("on_refund") and receiver.parent == send.id

@@ -8,6 +8,7 @@ request_finished receivers) are phases of the same trace.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import weakref
@@ -28,6 +29,7 @@ from tracer.recorder import (
     config,
     current,
     finish_trace,
+    mark_error,
     open_span,
     span_scope,
     tracer_failed,
@@ -37,13 +39,25 @@ from tracer.recorder import (
 class _Open:
     """A response whose trace is still open (body not yet sent, not yet closed)."""
 
-    __slots__ = ("trace", "root", "collector", "streaming")
+    __slots__ = ("trace", "root", "collector", "streaming", "body")
 
     def __init__(self, trace: Trace, root: Span, collector: Collector | None) -> None:
         self.trace = trace
         self.root = root
         self.collector = collector
         self.streaming = False
+        self.body: Span | None = None  # the response.stream span, once sending began
+
+
+def _end_body(entry: _Open) -> None:
+    """The body phase ends once, at the earlier of: last chunk sent, or close() called.
+
+    (Django 4.2's ASGI handler closes the response inside send_response, and a WSGI server
+    may close a body it stopped reading.)
+    """
+    body = entry.body
+    if body is not None and body.duration < 0:
+        close_span(entry.trace, body)
 
 
 # Keyed by the response object itself: nothing is stored on the user's response.
@@ -184,6 +198,7 @@ def _close(original: Any) -> Any:
         if entry is None:
             return original(self)
         trace, root, collector = entry.trace, entry.root, entry.collector
+        _end_body(entry)
         token = current.set((trace, root, collector))
         try:
             with span_scope((trace, root, collector), "response.close", "close"):
@@ -198,7 +213,7 @@ def _close(original: Any) -> Any:
 def _streamed(entry: _Open, chunks: Iterator[Any]) -> Iterator[Any]:
     """Yield the body while timing it; work the body does (a generator's queries) nests here."""
     trace, root, collector = entry.trace, entry.root, entry.collector
-    span = open_span(trace, root, "response.stream", "body")
+    span = entry.body = open_span(trace, root, "response.stream", "body")
     if span is None:
         yield from chunks
         return
@@ -217,14 +232,14 @@ def _streamed(entry: _Open, chunks: Iterator[Any]) -> Iterator[Any]:
             count += 1
             yield chunk
     finally:
-        close_span(trace, span)
+        _end_body(entry)
         span.attrs["bytes"] = sent
         span.attrs["chunks"] = count
 
 
 async def _astreamed(entry: _Open, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
     trace, root, collector = entry.trace, entry.root, entry.collector
-    span = open_span(trace, root, "response.stream", "body")
+    span = entry.body = open_span(trace, root, "response.stream", "body")
     state = (trace, span if span is not None else root, collector)
     sent = count = 0
     try:
@@ -241,7 +256,7 @@ async def _astreamed(entry: _Open, chunks: AsyncIterator[Any]) -> AsyncIterator[
             yield chunk
     finally:
         if span is not None:
-            close_span(trace, span)
+            _end_body(entry)
             span.attrs["bytes"] = sent
             span.attrs["chunks"] = count
 
@@ -277,15 +292,21 @@ def _send_response(original: Any) -> Any:
         if entry is None or response.streaming:
             return await original(self, response, send)
         entry.streaming = True
-        state = (entry.trace, entry.root, entry.collector)
-        token = current.set(state)
+        trace = entry.trace
+        span = entry.body = open_span(trace, entry.root, "response.stream", "body")
+        if span is None:
+            return await original(self, response, send)
+        span.attrs["bytes"] = len(response.content)
+        token = current.set((trace, span, entry.collector))
         try:
-            with span_scope(state, "response.stream", "body") as span:
-                if span is not None:
-                    span.attrs["bytes"] = len(response.content)
-                return await original(self, response, send)
+            return await original(self, response, send)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError):
+                mark_error(span, exc)
+            raise
         finally:
             current.reset(token)
+            _end_body(entry)
 
     return send_response
 

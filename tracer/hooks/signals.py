@@ -30,6 +30,7 @@ _names: dict[int, tuple[str, str]] = {}
 _scanned_modules: set[str] = set()  # each module's namespace is read once
 _modules_seen = 0  # len(sys.modules) at the last full scan
 _lock = threading.Lock()
+_STDLIB = frozenset(getattr(sys, "stdlib_module_names", ()))  # Python 3.10+
 
 
 def _scan(signal_modules_only: bool) -> None:
@@ -38,6 +39,9 @@ def _scan(signal_modules_only: bool) -> None:
         if module_name in _scanned_modules:
             continue
         if signal_modules_only and "signal" not in module_name:
+            continue
+        if module_name.partition(".")[0] in _STDLIB:
+            _scanned_modules.add(module_name)  # the standard library has no Django signals
             continue
         if getattr(getattr(module, "__spec__", None), "_initializing", False):
             continue  # still importing: read it once it is complete
