@@ -20,6 +20,7 @@ Configurations:
                  an InMemorySpanExporter
   sentry         sentry-sdk's DjangoIntegration (middleware spans on), traces_sample_rate=1,
                  a transport that drops every envelope
+  djtrace-idle   (on request) djtrace installed but recording nothing: the cost of its hooks
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ("baseline", "djtrace", "djtrace+store", "otel", "sentry")
+CONFIGS = ("baseline", "djtrace", "djtrace+store", "otel", "sentry", "djtrace-idle")
+DEFAULT_CONFIGS = CONFIGS[:5]
 PATHS = ("/bench/trivial/", "/books/", "/cached/", "/api/books/")
 LABELS = {"/bench/trivial/": "trivial", "/books/": "N+1 /books/", "/cached/": "/cached/"}
 LABELS["/api/books/"] = "/api/books/"
@@ -237,7 +239,7 @@ def child(config: str, requests: int, warmup: int) -> dict[str, Any]:
     from sample_site.seed import ensure_database
 
     ensure_database()
-    if config.startswith("djtrace"):
+    if config in ("djtrace", "djtrace+store"):
         spans, info = _setup_djtrace(store=config == "djtrace+store")
     handler = WSGIHandler()
 
@@ -401,7 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=150, help="per request kind per round")
     parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated subset")
+    parser.add_argument(
+        "--configs",
+        default=",".join(DEFAULT_CONFIGS),
+        help=f"comma-separated, from {', '.join(CONFIGS)}",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write every round's raw figures")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

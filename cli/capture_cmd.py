@@ -240,24 +240,17 @@ def capture(
         float,
         typer.Option("--hide-under", metavar="MS", min=0, help="In trees, hide spans under MS."),
     ] = DEFAULT_HIDE_UNDER_MS,
-    otlp: Annotated[bool, typer.Option("--otlp", help=otlp_cli.OTLP_HELP)] = False,
-    otlp_endpoint: Annotated[
-        str | None, typer.Option("--otlp-endpoint", metavar="URL", help=otlp_cli.ENDPOINT_HELP)
-    ] = None,
-    otlp_protocol: Annotated[
-        str | None, typer.Option("--otlp-protocol", help=otlp_cli.PROTOCOL_HELP)
-    ] = None,
-    service_name: Annotated[
-        str | None, typer.Option("--service-name", help=otlp_cli.SERVICE_HELP)
-    ] = None,
+    otlp: otlp_cli.OtlpFlag = False,
+    otlp_endpoint: otlp_cli.EndpointOption = None,
+    otlp_protocol: otlp_cli.ProtocolOption = None,
+    service_name: otlp_cli.ServiceOption = None,
 ) -> None:
     """Run a server command with every request traced into the trace store, shown live."""
     if not command:
         raise CliError(
             "give the command to run after --, e.g. djtrace capture -- gunicorn mysite.wsgi"
         )
-    if (otlp_endpoint or otlp_protocol or service_name) and not otlp:
-        raise CliError("--otlp-endpoint, --otlp-protocol and --service-name need --otlp")
+    otlp_cli.check_options(otlp, otlp_endpoint, otlp_protocol, service_name)
     otlp_env = otlp_cli.capture_env(otlp_endpoint, otlp_protocol, service_name) if otlp else {}
     path = store_path(store).absolute()
     try:

@@ -4,8 +4,9 @@ traces, and say in one line what happened."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.console import Console
 
 from cli.errors import CliError
@@ -22,6 +23,21 @@ ENDPOINT_HELP = (
 )
 PROTOCOL_HELP = "http/protobuf (default) or grpc (default: OTEL_EXPORTER_OTLP_PROTOCOL)."
 SERVICE_HELP = "service.name in the backend (default: OTEL_SERVICE_NAME, else the project name)."
+
+# The OTLP options, shared by every command that can export (request, capture).
+OtlpFlag = Annotated[bool, typer.Option("--otlp", help=OTLP_HELP)]
+EndpointOption = Annotated[
+    str | None, typer.Option("--otlp-endpoint", metavar="URL", help=ENDPOINT_HELP)
+]
+ProtocolOption = Annotated[str | None, typer.Option("--otlp-protocol", help=PROTOCOL_HELP)]
+ServiceOption = Annotated[str | None, typer.Option("--service-name", help=SERVICE_HELP)]
+
+
+def check_options(
+    otlp: bool, endpoint: str | None, protocol: str | None, service: str | None
+) -> None:
+    if (endpoint or protocol or service) and not otlp:
+        raise CliError("--otlp-endpoint, --otlp-protocol and --service-name need --otlp")
 
 
 def prepare(endpoint: str | None, protocol: str | None) -> Any:

@@ -151,16 +151,10 @@ def request(
             help="Hide detail spans faster than this (ms); pipeline phases always show.",
         ),
     ] = DEFAULT_HIDE_UNDER_MS,
-    otlp: Annotated[bool, typer.Option("--otlp", help=otlp_cli.OTLP_HELP)] = False,
-    otlp_endpoint: Annotated[
-        str | None, typer.Option("--otlp-endpoint", metavar="URL", help=otlp_cli.ENDPOINT_HELP)
-    ] = None,
-    otlp_protocol: Annotated[
-        str | None, typer.Option("--otlp-protocol", help=otlp_cli.PROTOCOL_HELP)
-    ] = None,
-    service_name: Annotated[
-        str | None, typer.Option("--service-name", help=otlp_cli.SERVICE_HELP)
-    ] = None,
+    otlp: otlp_cli.OtlpFlag = False,
+    otlp_endpoint: otlp_cli.EndpointOption = None,
+    otlp_protocol: otlp_cli.ProtocolOption = None,
+    service_name: otlp_cli.ServiceOption = None,
 ) -> None:
     """Trace one request in-process through your project's full stack; show where its time went."""
     method, path = _parse_target(target)
@@ -168,8 +162,7 @@ def request(
     body, content_type = _body(data, json_body)
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", content_type))
-    if (otlp_endpoint or otlp_protocol or service_name) and not otlp:
-        raise CliError("--otlp-endpoint, --otlp-protocol and --service-name need --otlp")
+    otlp_cli.check_options(otlp, otlp_endpoint, otlp_protocol, service_name)
     setup_django(settings, pythonpath)
     exporting = otlp_cli.prepare(otlp_endpoint, otlp_protocol) if otlp else None
     spec = RequestSpec(method, path, headers, body, user, host, enforce_csrf, asgi)
