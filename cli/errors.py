@@ -9,3 +9,9 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: first line of the message`, for an error from the user's project."""
+    message = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__

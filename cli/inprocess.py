@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from cli.errors import CliError
+from cli.errors import CliError, describe
 from tracer import Trace, trace
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
@@ -59,15 +59,18 @@ def default_host() -> str:
 
 def _login_cookie(username: str) -> str:
     from django.contrib.auth import get_user_model
+    from django.db import DatabaseError
     from django.test import Client
 
     model = get_user_model()
     try:
         user = model._default_manager.get_by_natural_key(username)
+        client = Client()
+        client.force_login(user)
     except model.DoesNotExist:
         raise CliError(f"--user: no user {username!r} in this project's database") from None
-    client = Client()
-    client.force_login(user)
+    except DatabaseError as exc:
+        raise CliError(f"--user: cannot log in ({describe(exc)}); has migrate run?") from None
     return "; ".join(f"{m.key}={m.value}" for m in client.cookies.values())
 
 
@@ -172,7 +175,12 @@ def run(spec: RequestSpec) -> Trace:
     spec = RequestSpec(**{**spec.__dict__, "headers": headers})
     host = spec.host or default_host()
     with trace() as session:
-        (_run_asgi if spec.asgi else _run_wsgi)(spec, host)
+        try:
+            (_run_asgi if spec.asgi else _run_wsgi)(spec, host)
+        except Exception as exc:
+            # Django turns a request's errors into responses; what escapes is the project
+            # failing to load (a middleware that cannot be imported, a broken setting).
+            raise CliError(f"the project failed before it could answer: {describe(exc)}") from None
     if not session.requests:
         raise CliError("the request did not reach Django's handler; nothing was traced", code=1)
     return session.requests[-1]

@@ -6,7 +6,7 @@ import os
 import sys
 from importlib import import_module
 
-from cli.errors import CliError
+from cli.errors import CliError, describe
 
 SAMPLE_SETTINGS = "sample_site.settings"
 
@@ -50,5 +50,8 @@ def setup_django(settings: str | None = None, pythonpath: str | None = None) -> 
     if module == SAMPLE_SETTINGS:
         from sample_site.seed import ensure_database
 
-        ensure_database()
+        try:
+            ensure_database()
+        except Exception as exc:  # e.g. DJTRACE_SAMPLE_DB=postgres with no server running
+            raise CliError(f"sample_site's database is not usable: {describe(exc)}") from None
     return module

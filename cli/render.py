@@ -19,7 +19,7 @@ from tracer.analysis import Node
 from tracer.model import Trace
 
 #: Phases always drawn, however fast: the pipeline's skeleton.
-STRUCTURAL = ("request", "middleware", "url.resolve", "view", "response.")
+STRUCTURAL = ("request", "middleware", "url.resolve", "view", "response.", "exception")
 
 DEFAULT_HIDE_UNDER_MS = 0.1
 
@@ -33,6 +33,11 @@ def ms(ns: int | float) -> str:
     if abs(value) >= 10:
         return f"{value:.1f} ms"
     return f"{value:.2f} ms"
+
+
+def plural(count: int, singular: str, many: str | None = None) -> str:
+    """`1 query`, `2 queries`."""
+    return f"{count} {singular if count == 1 else (many or singular + 's')}"
 
 
 def share_style(part: int, whole: int) -> str:
@@ -114,6 +119,10 @@ def _label(node: Node) -> Text:
         text = Text.assemble(("response render ", "cyan"), (node.name, ""))
     elif phase == "response.close":
         text = Text("response close", "cyan")
+    elif phase == "exception":
+        text = Text.assemble(("exception → response ", "cyan"), (node.name, "bold"))
+        if "status" in attrs:
+            text.append(f"  {attrs['status']}", "dim")
     elif phase in SERVICE_PHASES:
         text = service_label(node)
     else:
@@ -169,7 +178,7 @@ def _lines(nodes: list[Node], whole: int, hide_under: int, prefix: str | None = 
             Text.assemble(
                 (f"{ms(sum(n.total for n in hidden)):>9}{'':>12}", "dim"),
                 ((prefix or "") + "└ ", "bright_black"),
-                (f"… {count} faster span{'s' if count != 1 else ''} under {ms(hide_under)}", "dim"),
+                (f"… {plural(count, 'faster span')} under {ms(hide_under)}", "dim"),
                 no_wrap=True,
                 overflow="ellipsis",
             )
@@ -241,8 +250,9 @@ def summary_text(trace: Trace) -> Text:
     info = analysis.summary(trace)
     where = trace.where
     text = Text.assemble(
-        (f"{info['queries']} queries", "bold"),
-        f" ({ms(info['query_time'])})  ·  {info['templates']} templates  ·  {info['spans']} spans",
+        (plural(info["queries"], "query", "queries"), "bold"),
+        f" ({ms(info['query_time'])} in the database)  ·  "
+        f"{plural(info['templates'], 'template')}  ·  {plural(info['spans'], 'span')}",
     )
     services = service_summary(info)
     if services:
@@ -252,9 +262,9 @@ def summary_text(trace: Trace) -> Text:
             f"  ·  pid {where.get('pid')} {where.get('thread', '')} {where.get('mode', '')}", "dim"
         )
     if trace.dropped_spans:
-        text.append(f"  ·  {trace.dropped_spans} spans dropped (cap reached)", "yellow")
+        text.append(f"  ·  {plural(trace.dropped_spans, 'span')} dropped (cap reached)", "yellow")
     if trace.tracer_errors:
-        text.append(f"  ·  {trace.tracer_errors} tracer errors", "yellow")
+        text.append(f"  ·  {plural(trace.tracer_errors, 'tracer error')}", "yellow")
     return text
 
 

@@ -29,7 +29,7 @@ EXAMPLES = """
 [bold]Examples[/]
 
   djtrace request /books/                       [dim]# the bundled sample_site[/]
-  djtrace request POST /form/ --data 'title=Dune&year=1965'
+  djtrace request POST /form/ --data 'name=Ann&email=ann@example.com&book=1&quantity=1&delivery=post'
   djtrace request /api/books/ -H 'Accept: application/json' --repeat 20
   djtrace request /login-required/ --user alice
   djtrace request /async/ --asgi
@@ -74,7 +74,7 @@ def _spread(traces: list[Trace]) -> Text:
     p95 = durations[min(len(durations) - 1, round(0.95 * (len(durations) - 1)))]
     return Text.assemble(
         (f"{len(traces)} runs: ", "bold"),
-        f"min {ms(durations[0])} · median {ms(statistics.median(durations))} · "
+        f"min {ms(durations[0])} · median {ms(statistics.median_low(durations))} · "
         f"p95 {ms(p95)} · max {ms(durations[-1])}   (tree: the median run)",
     )
 
@@ -167,7 +167,7 @@ def request(
     exporting = otlp_cli.prepare(otlp_endpoint, otlp_protocol) if otlp else None
     spec = RequestSpec(method, path, headers, body, user, host, enforce_csrf, asgi)
     traces = [run(spec) for _ in range(repeat)]
-    shown = sorted(traces, key=lambda t: t.duration)[(len(traces) - 1) // 2]
+    shown = sorted(traces, key=lambda t: t.duration)[(len(traces) - 1) // 2]  # median_low
     if fmt is Format.json:
         typer.echo(json.dumps(shown.to_dict(), indent=2))
     elif fmt is Format.jsonl:

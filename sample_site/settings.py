@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 import django
+from django.core.exceptions import ImproperlyConfigured
 
 from sample_site.paths import data_dir
 
@@ -45,9 +46,37 @@ ASGI_APPLICATION = "sample_site.asgi.application"
 
 DATA_DIR = data_dir()  # created lazily by sample_site.seed, never at import time
 
-if os.environ.get("DJTRACE_SAMPLE_DB", "sqlite").lower() in {"postgres", "postgresql", "pg"}:
+
+def _choice(name: str, default: str, choices: dict[str, str]) -> str:
+    """An env switch's value; an unknown one is an error, never a silent fallback."""
+    value = os.environ.get(name, default).lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name}={value!r}: use one of {', '.join(sorted(choices))}")
+    return choices[value]
+
+
+def _int(name: str, default: str) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number") from None
+
+
+_DB = _choice(
+    "DJTRACE_SAMPLE_DB",
+    "sqlite",
+    {"sqlite": "sqlite", "postgres": "postgres", "postgresql": "postgres", "pg": "postgres"},
+)
+_CONN_MAX_AGE = _int("DJTRACE_SAMPLE_CONN_MAX_AGE", "0")
+
+if _DB == "postgres":
     # Django's native pool needs 5.1+, and Django refuses a pool with persistent connections.
     _pool = django.VERSION >= (5, 1) and os.environ.get("DJTRACE_SAMPLE_PG_POOL", "1") != "0"
+    if _pool and _CONN_MAX_AGE:
+        raise ImproperlyConfigured(
+            "DJTRACE_SAMPLE_CONN_MAX_AGE needs the pool off (DJTRACE_SAMPLE_PG_POOL=0): "
+            "Django's connection pool works with CONN_MAX_AGE=0 only"
+        )
     _pg: dict[str, Any] = {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": os.environ.get("DJTRACE_SAMPLE_PG_NAME", "djtrace_sample"),
@@ -55,7 +84,7 @@ if os.environ.get("DJTRACE_SAMPLE_DB", "sqlite").lower() in {"postgres", "postgr
         "PORT": "5432",
         "USER": os.environ.get("DJTRACE_SAMPLE_PG_USER", "postgres"),
         "PASSWORD": "",
-        "CONN_MAX_AGE": 0 if _pool else int(os.environ.get("DJTRACE_SAMPLE_CONN_MAX_AGE", "0")),
+        "CONN_MAX_AGE": _CONN_MAX_AGE,
     }
     if _pool:
         _pg["OPTIONS"] = {"pool": True}
@@ -65,7 +94,7 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": str(DATA_DIR / "db.sqlite3"),
-            "CONN_MAX_AGE": int(os.environ.get("DJTRACE_SAMPLE_CONN_MAX_AGE", "0")),
+            "CONN_MAX_AGE": _CONN_MAX_AGE,
         }
     }
 
@@ -73,8 +102,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- cache and sessions ---------------------------------------------------------------------
 
-if os.environ.get("DJTRACE_SAMPLE_CACHE", "locmem").lower() == "redis":
-    _redis_db = int(os.environ.get("DJTRACE_SAMPLE_REDIS_DB", "0"))
+if _choice("DJTRACE_SAMPLE_CACHE", "locmem", {"locmem": "locmem", "redis": "redis"}) == "redis":
+    _redis_db = _int("DJTRACE_SAMPLE_REDIS_DB", "0")
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -65,9 +65,17 @@ def test_repeat_shows_the_median_run_and_the_spread():
 
 
 def test_post_with_a_form_body_and_a_logged_in_user():
-    result = run_djtrace("request", "POST", "/form/", "--data", "title=Dune&rating=5&email=a@b.c")
+    result = run_djtrace(
+        "request",
+        "POST",
+        "/form/",
+        "--data",
+        "name=Ann&email=ann@example.com&book=1&quantity=1&delivery=post",
+    )
     assert result.returncode == 0, result.stderr
-    assert "POST /form/  →  " in result.stdout
+    assert "POST /form/  →  302 Found" in result.stdout  # valid: redirected after the POST
+    enforced = run_djtrace("request", "POST", "/form/", "--data", "name=Ann", "--enforce-csrf")
+    assert "POST /form/  →  403 Forbidden" in enforced.stdout
     private = run_djtrace("request", "/login-required/", "--user", "alice")
     assert private.returncode == 0, private.stderr
     assert "→  200 OK" in private.stdout
@@ -133,7 +141,7 @@ def test_a_project_that_is_not_sample_site(tmp_path: Path):
     assert "GET /hello/  →  200 OK" in result.stdout
     assert "├ CommonMiddleware  before " in result.stdout
     assert "view shop.urls.hello" in result.stdout
-    assert "1 queries" in result.stdout
+    assert "1 query (" in result.stdout
     # The same project found through DJANGO_SETTINGS_MODULE, as manage.py users have it set.
     by_env = run_djtrace("request", "/hello/", env=env)
     assert by_env.returncode == 0 and "GET /hello/  →  200 OK" in by_env.stdout

@@ -45,6 +45,14 @@ class TraceSession:
         pass
 
     def __enter__(self) -> TraceSession:
+        from django.conf import settings
+        from django.core.exceptions import ImproperlyConfigured
+
+        if not settings.configured:
+            raise ImproperlyConfigured(
+                "djtrace's trace() needs Django configured first: use it in a test, in "
+                "`manage.py shell`, or after django.setup()"
+            )
         install()
         self._token = current.set((self.bare, None, self))
         return self

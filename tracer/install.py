@@ -23,6 +23,7 @@ def install() -> None:
             cache,
             connections,
             db,
+            exceptions,
             handler,
             middleware,
             sessions,
@@ -33,7 +34,7 @@ def install() -> None:
             views,
         )
 
-        for hook in (handler, middleware, urls, views, db, templates):
+        for hook in (handler, middleware, urls, views, exceptions, db, templates):
             hook.install()
         for hook in (connections, transactions, cache, sessions, signals):
             hook.install()

@@ -25,7 +25,8 @@ _BOUNDARY = ""
 
 def _library_roots() -> tuple[str, ...]:
     roots = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+    # "scripts": console-script launchers such as .venv/bin/djtrace or gunicorn.
+    for key in ("stdlib", "platstdlib", "purelib", "platlib", "scripts"):
         path = sysconfig.get_paths().get(key)
         if path:
             roots.add(os.path.realpath(path))

@@ -83,9 +83,27 @@ def _request_info(request: Any) -> dict[str, Any]:
 
 def _where(request: Any, mode: str) -> dict[str, Any]:
     server = request.META.get("SERVER_SOFTWARE") or ("asgi" if mode == "async" else "wsgi")
-    where = {"pid": os.getpid(), "thread": current_thread_name(), "server": server, "mode": mode}
+    where = {
+        "pid": os.getpid(),
+        "thread": current_thread_name(),
+        "server": server,
+        "mode": mode,
+        "settings": _settings_module(),
+    }
     _note_otel_parent(where)
     return where
+
+
+_settings: list[str | None] = []
+
+
+def _settings_module() -> str | None:
+    """The project's settings module (what replay needs to run the request again)."""
+    if not _settings:
+        from django.conf import settings
+
+        _settings.append(getattr(settings, "SETTINGS_MODULE", None))
+    return _settings[0]
 
 
 def _note_otel_parent(where: dict[str, Any]) -> None:

@@ -25,6 +25,11 @@ def _resolve_request(original: Any) -> Any:
             except Resolver404:
                 if span is not None:
                     span.attrs["resolved"] = False
+                    # str() of a Resolver404 is every pattern tried; say what the user needs.
+                    span.error = {
+                        "type": "django.urls.exceptions.Resolver404",
+                        "message": f"no URL pattern matches {request.path_info!r}",
+                    }
                 raise
             if span is not None:
                 route = match.route

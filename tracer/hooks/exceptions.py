@@ -1,0 +1,41 @@
+"""Turning an exception into a response (the 404 page, the 500 page, a 400 for a bad host).
+
+`convert_exception_to_response` catches what a view or a middleware raised and calls
+`response_for_exception`; that work gets a span of its own, so an error page's cost is not
+charged to whichever middleware happened to be around it. An exception no other span saw
+(raised in a middleware, caught by the layer around it) is marked here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.handlers import exception as exception_module
+
+from tracer.patching import patch
+from tracer.recorder import current, mark_error, span_scope
+
+
+def _already_marked(spans: list[Any], exc: BaseException) -> bool:
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return any(s.error is not None and s.error["type"] == name for s in spans)
+
+
+def _response_for_exception(original: Any) -> Any:
+    def response_for_exception(request: Any, exc: Exception) -> Any:
+        state = current.get()
+        if state is None:
+            return original(request, exc)
+        with span_scope(state, "exception", type(exc).__qualname__) as span:
+            if span is not None and not _already_marked(state[0].spans, exc):
+                mark_error(span, exc)
+            response = original(request, exc)
+            if span is not None:
+                span.attrs["status"] = response.status_code
+            return response
+
+    return response_for_exception
+
+
+def install() -> None:
+    patch(exception_module, "response_for_exception", _response_for_exception)
