@@ -29,7 +29,7 @@ EXAMPLES = """
 [bold]Examples[/]
 
   djtrace request /books/                       [dim]# the bundled sample_site[/]
-  djtrace request POST /form/ --data 'name=Ann&email=ann@example.com&book=1&delivery=post'
+  djtrace request POST /form/ --data 'name=Ann&email=a@b.co&book=1&quantity=1&delivery=post'
   djtrace request /api/books/ -H 'Accept: application/json' --repeat 20
   djtrace request /login-required/ --user alice
   djtrace request /async/ --asgi
