@@ -143,16 +143,16 @@ def _setup_sentry() -> Callable[[], int]:
 
 
 def _store_sink() -> tuple[Callable[[Any], None], str]:
-    """The trace store's writer when exporters.store offers one, else a stand-in with the
-    same shape: a bounded queue and a thread doing to_dict + json.dumps."""
+    """The trace store's writer (exporters.writer.StoreWriter: a bounded queue drained into
+    SQLite by a background thread) or, where that module is missing, a stand-in of the same
+    shape: a bounded queue and a thread doing to_dict + json.dumps."""
     try:
-        from exporters import store  # noqa: F401  (built in parallel; see docs/benchmarks.md)
-
-        make = getattr(store, "benchmark_sink", None)
-        if make is not None:
-            return make(), "exporters.store"
+        from exporters.writer import StoreWriter
     except ImportError:
-        pass
+        StoreWriter = None  # noqa: N806
+    if StoreWriter is not None:
+        path = Path(os.environ["DJTRACE_SAMPLE_DATA"]) / f"bench-store-{os.getpid()}.sqlite3"
+        return StoreWriter(path), "exporters.writer.StoreWriter (SQLite trace store)"
     import queue
     import threading
 
@@ -186,6 +186,7 @@ def _setup_djtrace(store: bool) -> tuple[Callable[[], int], dict[str, Any]]:
     if store:
         sink, info["store"] = _store_sink()
         add_sink(sink)
+        info["writer"] = sink
 
     def spans() -> int:
         return len(kept[-1].spans) if kept else 0
@@ -256,6 +257,9 @@ def child(config: str, requests: int, warmup: int) -> dict[str, Any]:
             _serve(handler, path)
             times[path].append(clock() - t0)
             counts[path].append(spans())
+    writer = info.pop("writer", None)
+    if writer is not None:  # traces the writer had to drop (queue full) while measured
+        info["dropped"] = getattr(writer, "dropped", None)
     result: dict[str, Any] = {
         "config": config,
         "median_ns": {path: statistics.median(values) for path, values in times.items()},
@@ -386,7 +390,9 @@ def report(rounds: list[dict[str, dict[str, Any]]], args: argparse.Namespace) ->
         out("")
     store = next((r["djtrace+store"].get("store") for r in rounds if "djtrace+store" in r), None)
     if store:
-        out(f"djtrace+store writer: {store}.")
+        dropped = [r["djtrace+store"].get("dropped") for r in rounds if "djtrace+store" in r]
+        drops = sum(d for d in dropped if d) if any(d is not None for d in dropped) else "?"
+        out(f"djtrace+store writer: {store}; traces dropped on a full queue: {drops}.")
     out(
         f"{len(rounds)} rounds × {len(configs)} configurations, one process each; "
         f"{args.warmup} warm-up and {args.requests} measured requests of each kind per process."

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -43,8 +46,26 @@ def djtrace() -> None:
 
 
 def main() -> None:
+    # rich answers a closed pipe with SystemExit(1); a closed pipe is not a failure.
+    Console.on_broken_pipe = lambda console: _output_closed()  # type: ignore[method-assign]
     try:
         app(prog_name="djtrace")
     except CliError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.code)
+    except BrokenPipeError:
+        _output_closed()
+    except SystemExit:
+        # click (typer's copy) answers a closed pipe by wrapping stdout in its
+        # PacifyFlushWrapper and exiting 1; end as `cat` would instead.
+        if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+            _output_closed()
+        raise
+
+
+def _output_closed() -> NoReturn:
+    """The reader of our output went away (`djtrace list | head -1`): stop quietly, with
+    the exit status of a process ended by SIGPIPE, as well-behaved Unix tools do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.__stdout__.fileno())  # the final flush at exit must not fail again
+    sys.exit(128 + signal.SIGPIPE)

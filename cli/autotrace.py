@@ -22,6 +22,7 @@ ENV_ACTIVE = "DJTRACE_CAPTURE"  # "1" in the captured command's environment
 ENV_STORE = "DJTRACE_STORE"
 ENV_BODY = "DJTRACE_CAPTURE_BODY"  # record request bodies up to this many bytes
 ENV_QUEUE = "DJTRACE_QUEUE_SIZE"
+ENV_READY = "DJTRACE_CAPTURE_READY"  # a file: each traced process appends its pid
 
 _lock = threading.Lock()
 _active = False
@@ -126,6 +127,24 @@ def activate() -> None:
             file=sys.stderr,
             flush=True,
         )
+        return
+    _report_ready()
+
+
+def _report_ready() -> None:
+    """Tell capture this process is traced (so "no requests" is not mistaken for "djtrace
+    never loaded"). One short O_APPEND write: atomic among the server's processes."""
+    ready = os.environ.get(ENV_READY)
+    if not ready:
+        return
+    try:
+        fd = os.open(ready, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # capture has gone; nothing to tell
 
 
 def _int_env(name: str, default: int) -> int:

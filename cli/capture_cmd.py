@@ -8,15 +8,20 @@ This process only watches the store and prints one line per request.
 
 The command runs in its own session; SIGINT, SIGTERM and SIGQUIT are passed to its whole
 process group (as a terminal's Ctrl-C would be), SIGHUP, SIGUSR1 and SIGUSR2 to the
-command alone (gunicorn reloads on HUP). capture exits with the command's exit code.
+command alone (gunicorn reloads on HUP). The command starts with those signals at their
+default dispositions and unblocked, even when capture itself was started with SIGINT
+ignored (a background job of a script). capture exits with the command's exit code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,9 +31,9 @@ from rich.console import Console
 from rich.text import Text
 
 from cli import otlp_cli
-from cli.autotrace import ENV_ACTIVE, ENV_BODY, ENV_STORE
+from cli.autotrace import ENV_ACTIVE, ENV_BODY, ENV_READY, ENV_STORE
 from cli.errors import CliError
-from cli.render import DEFAULT_HIDE_UNDER_MS, ms, render_trace
+from cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
 from cli.store_access import StoreOption, store_path
 from cli.store_cmds import worker
 from exporters.store import StoreDamaged, StoreError, Summary, TraceStore
@@ -56,8 +61,11 @@ _TO_GROUP = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 _TO_CHILD = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def capture_env(store: Path, body_limit: int) -> dict[str, str]:
-    """The command's environment: djtrace's bootstrap first on PYTHONPATH, and its options."""
+def capture_env(store: Path, body_limit: int, ready: Path | None = None) -> dict[str, str]:
+    """The command's environment: djtrace's bootstrap first on PYTHONPATH, and its options.
+
+    `ready` is a file each traced process appends its pid to once djtrace is active in it.
+    """
     env = dict(os.environ)
     existing = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(BOOTSTRAP_DIR) + (os.pathsep + existing if existing else "")
@@ -67,28 +75,57 @@ def capture_env(store: Path, body_limit: int) -> dict[str, str]:
         env[ENV_BODY] = str(body_limit)
     else:
         env.pop(ENV_BODY, None)
+    if ready is not None:
+        env[ENV_READY] = str(ready)
+    else:
+        env.pop(ENV_READY, None)
     return env
 
 
 class SignalForwarder:
-    """Passes stop and control signals to the command; remembers them for the view."""
+    """Passes stop and control signals to the command; remembers them for the view.
 
-    def __init__(self, child: subprocess.Popen[Any]) -> None:
-        self.child = child
+    Installed before the command starts: a signal that arrives before then is passed on
+    as soon as it runs, and the command starts with every one of these signals at its
+    default disposition (exec resets a caught signal; an ignored one would stay ignored).
+    """
+
+    def __init__(self) -> None:
+        self.child: subprocess.Popen[Any] | None = None
         self.received: list[int] = []
+        self._reported = 0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> SignalForwarder:
         for sig in _TO_GROUP + _TO_CHILD:
             self._previous[sig] = signal.signal(sig, self._forward)
+        # A blocked signal stays blocked across exec: unblock them here and in the command.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _TO_GROUP + _TO_CHILD)
         return self
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
+    def report(self, console: Console) -> None:
+        """Say which signals were passed on (from the main loop, never from a handler)."""
+        while self._reported < len(self.received):
+            name = signal.Signals(self.received[self._reported]).name
+            console.print(Text(f"djtrace: passing {name} to the server", "dim"))
+            self._reported += 1
+
+    def started(self, child: subprocess.Popen[Any]) -> None:
+        self.child = child
+        for signum in self.received:  # arrived while it was starting
+            self._send(signum)
+
     def _forward(self, signum: int, frame: Any) -> None:
-        self.received.append(signum)  # printed by the main loop, never from a handler
+        self.received.append(signum)
+        self._send(signum)
+
+    def _send(self, signum: int) -> None:
+        if self.child is None:
+            return
         try:
             if signum in _TO_GROUP:
                 os.killpg(self.child.pid, signum)
@@ -96,6 +133,15 @@ class SignalForwarder:
                 os.kill(self.child.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+class _CaptureConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # Whoever read our output went away (`| head`): the server keeps running and
+        # capture keeps recording; it just prints nothing more.
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 class LiveView:
@@ -122,6 +168,7 @@ class LiveView:
         self.pids: set[int] = set()
         self.last_counts = time.monotonic()
         self.unreported = 0
+        self.counts_shown = ""  # the last counts line printed
         self._read_error: str | None = None
 
     def poll(self) -> None:
@@ -142,17 +189,24 @@ class LiveView:
         if dropped > self.dropped:
             self.console.print(
                 Text(
-                    f"djtrace: {dropped - self.dropped} traces dropped (writer queue full; "
-                    f"{dropped} so far) — requests were not slowed",
+                    f"djtrace: {plural(dropped - self.dropped, 'trace')} dropped (writer queue "
+                    f"full; {dropped} so far) — requests were not slowed",
                     "yellow",
                 )
             )
             self.dropped = dropped
         now = time.monotonic()
         if self.unreported and not self.quiet and now - self.last_counts >= COUNTS_EVERY_S:
-            self.console.print(self.counts(), soft_wrap=True)
+            self.print_counts()
             self.last_counts = now
-            self.unreported = 0
+
+    def print_counts(self) -> None:
+        """The running counts, unless the last line printed already says exactly that."""
+        counts = self.counts()
+        if counts.plain != self.counts_shown:
+            self.console.print(counts, soft_wrap=True)
+            self.counts_shown = counts.plain
+        self.unreported = 0
 
     def _request(self, row: Summary) -> None:
         self.durations.append(row.duration)
@@ -164,6 +218,7 @@ class LiveView:
         if self.quiet:
             return
         self.console.print(request_line(row), soft_wrap=True)
+        self.counts_shown = ""
         if self.tree_over is not None and row.duration > self.tree_over:
             try:
                 trace = self.store.get(row.id)
@@ -175,7 +230,7 @@ class LiveView:
     def counts(self) -> Text:
         durations = sorted(self.durations)
         text = Text("── ", "dim")
-        text.append(f"{len(durations)} requests", "bold")
+        text.append(plural(len(durations), "request"), "bold")
         for name in sorted(self.classes):
             style = "red" if name.startswith("5") else "yellow" if name[0] in "4n" else ""
             text.append(" · ")
@@ -184,7 +239,7 @@ class LiveView:
             text.append(
                 f" · p50 {ms(percentile(durations, 50))} · p95 {ms(percentile(durations, 95))}"
             )
-        text.append(f" · {len(self.pids)} worker{'s' if len(self.pids) != 1 else ''}")
+        text.append(f" · {plural(len(self.pids), 'worker')}")
         text.append(f" · {self.dropped} dropped", "yellow" if self.dropped else "")
         return text
 
@@ -254,45 +309,58 @@ def capture(
     otlp_env = otlp_cli.capture_env(otlp_endpoint, otlp_protocol, service_name) if otlp else {}
     path = store_path(store).absolute()
     try:
-        opened = TraceStore.open(path, create=True)
+        opened = TraceStore.open(path, create=True, check=True)
     except StoreDamaged as exc:
         raise CliError(f"{exc}: move it away or pass another --store before capturing") from None
     except StoreError as exc:
         raise CliError(str(exc)) from None
-    console = Console(highlight=False)
+    console = _CaptureConsole(highlight=False)
     view = LiveView(console, opened, tree_over, quiet, hide_under)
-    env = capture_env(path, body_limit if capture_body else 0)
-    env.update(otlp_env)
+    with tempfile.TemporaryDirectory(prefix="djtrace-capture-") as scratch:
+        ready = Path(scratch) / "traced-pids"
+        env = capture_env(path, body_limit if capture_body else 0, ready)
+        env.update(otlp_env)
+        with SignalForwarder() as forwarder:
+            child = _start(command, env, opened)
+            forwarder.started(child)
+            console.print(
+                Text.assemble(
+                    ("djtrace capture: ", "bold"),
+                    f"tracing every request of `{shlex.join(command)}` (pid {child.pid}) "
+                    f"into {path}",
+                    ("  · Ctrl-C stops it", "dim"),
+                ),
+                soft_wrap=True,
+            )
+            while child.poll() is None:
+                view.poll()
+                forwarder.report(console)
+                time.sleep(POLL_S)
+            forwarder.report(console)  # one that stopped the server before the loop saw it
+            _drain(view)
+        opened.close()
+        traced = _traced_pids(ready)
+    code = child.returncode
+    _summary(console, view, path, code, traced)
+    raise typer.Exit(code if code >= 0 else 128 - code)
+
+
+def _start(command: list[str], env: dict[str, str], opened: TraceStore) -> subprocess.Popen[Any]:
     try:
-        child = subprocess.Popen(command, env=env, start_new_session=True)
+        return subprocess.Popen(command, env=env, start_new_session=True)
     except FileNotFoundError:
         opened.close()
         raise CliError(f"command not found: {command[0]}", code=127) from None
     except PermissionError:
         opened.close()
         raise CliError(f"cannot run {command[0]}: permission denied", code=126) from None
-    console.print(
-        Text.assemble(
-            ("djtrace capture: ", "bold"),
-            f"tracing every request of `{shlex.join(command)}` (pid {child.pid}) into {path}",
-            ("  · Ctrl-C stops it", "dim"),
-        ),
-        soft_wrap=True,
-    )
-    with SignalForwarder(child) as forwarder:
-        reported = 0
-        while child.poll() is None:
-            view.poll()
-            while reported < len(forwarder.received):
-                name = signal.Signals(forwarder.received[reported]).name
-                console.print(Text(f"djtrace: passing {name} to the server", "dim"))
-                reported += 1
-            time.sleep(POLL_S)
-        _drain(view)
-    opened.close()
-    code = child.returncode
-    _summary(console, view, path, code)
-    raise typer.Exit(code if code >= 0 else 128 - code)
+
+
+def _traced_pids(ready: Path) -> list[int]:
+    """The processes of the command in which djtrace became active (set up Django)."""
+    with contextlib.suppress(OSError):
+        return [int(word) for word in ready.read_text().split() if word.isdigit()]
+    return []
 
 
 def _drain(view: LiveView) -> None:
@@ -306,13 +374,17 @@ def _drain(view: LiveView) -> None:
             time.sleep(POLL_S)
 
 
-def _summary(console: Console, view: LiveView, path: Path, code: int) -> None:
-    exit_text = f"exited with {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
-    console.print(view.counts(), soft_wrap=True)
+def _summary(console: Console, view: LiveView, path: Path, code: int, traced: list[int]) -> None:
+    if code >= 0:
+        exit_text = f"exited with {code}"
+    else:
+        exit_text = f"was killed by {signal.Signals(-code).name}"
+    view.print_counts()
     console.print(
         Text.assemble(
             ("djtrace capture: ", "bold"),
-            f"{len(view.durations)} requests recorded into {path}; the server {exit_text}.",
+            f"{plural(len(view.durations), 'request')} recorded into {path}; "
+            f"the server {exit_text}.",
         ),
         soft_wrap=True,
     )
@@ -320,11 +392,23 @@ def _summary(console: Console, view: LiveView, path: Path, code: int) -> None:
         console.print(
             Text("next: djtrace list · djtrace stats · djtrace show slowest", "dim"), soft_wrap=True
         )
+    elif traced:
+        pids = ", ".join(map(str, sorted(set(traced))))
+        console.print(
+            Text(
+                f"no request arrived: djtrace was tracing the server (pid {pids}), but no "
+                "request reached it"
+                + (" before it stopped" if code == 0 or code < 0 else "; see its output above"),
+                "yellow",
+            ),
+            soft_wrap=True,
+        )
     else:
         console.print(
             Text(
-                "no request was recorded: was it a Python command that sets up Django, started "
-                "without -I/-E (which ignore PYTHONPATH), with djtrace installed in its Python?",
+                "no request was recorded, and djtrace never became active in the command: was "
+                "it a Python command that sets up Django, started without -I/-E (which ignore "
+                "PYTHONPATH), with djtrace installed in its Python?",
                 "yellow",
             ),
             soft_wrap=True,

@@ -9,8 +9,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cli.render import ms
-from cli.store_access import StoreOption, load_trace
+from cli.render import ms, plural
+from cli.store_access import StoreOption, finish, load_trace
 from tracer import analysis
 from tracer.compare import TraceDiff, compare
 from tracer.model import Trace
@@ -33,7 +33,8 @@ def _describe(label: str, trace: Trace) -> Text:
         (f"{label}  ", "bold"),
         (f"{req.get('method', '')} {req.get('path', '')}", "bold"),
         ("?" + req["query"] if req.get("query") else "", "bold"),
-        f"  →  {req.get('status') or 'no response'}  {ms(trace.duration)}  {queries} queries",
+        f"  →  {req.get('status') or 'no response'}  {ms(trace.duration)}  "
+        f"{plural(queries, 'query', 'queries')}",
     )
     if req.get("route") is not None:
         text.append(f"  route '{req['route']}'", "dim")
@@ -42,7 +43,11 @@ def _describe(label: str, trace: Trace) -> Text:
 
 
 def _signed_ms(ns: int) -> str:
-    return ("+" if ns > 0 else "−" if ns < 0 else "±") + ms(abs(ns))
+    """+1.20 ms, −0.35 ms; ±0 for a change too small to show (never "−0.00 ms")."""
+    shown = ms(abs(ns))
+    if shown == ms(0):
+        return "±0"
+    return ("+" if ns > 0 else "−") + shown
 
 
 def _delta_style(ns: int, whole: int) -> str:
@@ -64,8 +69,10 @@ def phase_table(diff: TraceDiff, a_label: str = "A", b_label: str = "B") -> Tabl
         change = Text(_signed_ms(row.delta), _delta_style(row.delta, whole))
         if row.a > 0 and row.delta and row.name != "unaccounted":
             share = row.delta / row.a
-            label = f" ×{row.b / row.a:.0f}" if share >= 9.5 else f" {100 * share:+.0f}%"
-            change.append(label.replace("-", "−"), "dim")
+            if share >= 9.5:
+                change.append(f" ×{row.b / row.a:.0f}", "dim")
+            elif round(100 * share) and change.plain != "±0":
+                change.append(f" {100 * share:+.0f}%".replace("-", "−"), "dim")
         name = Text(row.name, "bold") if row.name == "total" else row.name
         table.add_row(name, ms(row.a), ms(row.b), change)
     return table
@@ -148,7 +155,8 @@ def diff(
     """Compare two traces: phase-by-phase time and queries added or removed (by shape)."""
     first = load_trace(a, store)
     second = load_trace(b, store)
-    Console().print(render_diff(compare(first, second)))
+    Console().print(render_diff(compare(first.trace, second.trace)))
+    finish(first.damaged or second.damaged)
 
 
 diff.__doc__ = (diff.__doc__ or "") + "\n\n" + EXAMPLES

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from cli.errors import CliError
+from cli.render import plural
 from tracer import Trace
 
 OTLP_HELP = (
@@ -70,7 +71,7 @@ def send(prepared: Any, traces: Iterable[Trace], service_name: str | None) -> No
             code=1,
         )
     Console(stderr=True, highlight=False).print(
-        f"[dim]exported {summary.traces} {noun} ({summary.spans} spans) to "
+        f"[dim]exported {summary.traces} {noun} ({plural(summary.spans, 'span')}) to "
         f"{summary.endpoint} over OTLP {summary.protocol}[/]"
     )
 

@@ -7,6 +7,7 @@ carried cookies (a session) replays anonymously unless `--user` logs a user in.
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import os
 import socket
@@ -26,8 +27,8 @@ from cli.diff_cmd import render_diff
 from cli.errors import CliError
 from cli.inprocess import RequestSpec, run
 from cli.project import setup_django
-from cli.render import DEFAULT_HIDE_UNDER_MS, ms, render_trace
-from cli.store_access import StoreOption, load_trace_and_summary, store_path
+from cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
+from cli.store_access import StoreOption, finish, load_trace, store_path
 from exporters.store import StoreError, Summary, TraceStore
 from tracer.compare import compare
 from tracer.model import Trace
@@ -40,6 +41,8 @@ EXAMPLES = """
   djtrace replay 3f9a2c --repeat 20              [dim]# median run shown, spread below[/]
   djtrace replay 3f9a2c --user alice             [dim]# it was a logged-in request[/]
   djtrace replay 3f9a2c --target http://127.0.0.1:8000
+  djtrace replay books.json --settings mysite.settings --pythonpath ~/src/mysite
+  djtrace replay latest --cold                   [dim]# no warm-up run first[/]
 """
 
 REPLAY_HEADER = "X-Djtrace-Replay"
@@ -172,13 +175,39 @@ def _stored(path: Path, nonce: str, since: int) -> Trace | None:
         time.sleep(0.1)
 
 
-def _setup(settings: str | None, pythonpath: str | None, summary: Summary | None) -> str:
-    """Set up the project the trace came from (the capture recorded its settings and cwd)."""
-    if not settings and summary is not None and summary.settings:
-        settings = summary.settings
-        if not pythonpath and summary.cwd and os.path.isdir(summary.cwd):
-            pythonpath = summary.cwd
-    return setup_django(settings, pythonpath)
+def _setup(
+    settings: str | None, pythonpath: str | None, original: Trace, summary: Summary | None
+) -> Text:
+    """Set up the project the trace came from; a dim line saying which settings run it.
+
+    The settings module comes from --settings, else the trace itself (every trace records
+    it), else the store row (older captures), else DJANGO_SETTINGS_MODULE, else sample_site.
+    """
+    source = "from --settings"
+    if not settings:
+        recorded = original.where.get("settings") or (summary.settings if summary else None)
+        if isinstance(recorded, str) and recorded:
+            settings, source = recorded, "the ones the trace was recorded with"
+        elif os.environ.get("DJANGO_SETTINGS_MODULE"):
+            source = "from DJANGO_SETTINGS_MODULE: the trace does not say which it ran with"
+        else:
+            source = (
+                "the bundled sample_site: the trace does not say which settings it ran with; "
+                "pass --settings (and --pythonpath) for your project"
+            )
+    if not pythonpath and summary is not None and summary.cwd and os.path.isdir(summary.cwd):
+        pythonpath = summary.cwd  # where the captured server ran
+    try:
+        module = setup_django(settings, pythonpath)
+    except CliError as exc:
+        if source.startswith("the ones"):
+            raise CliError(
+                f"{exc}; the trace was recorded with settings {settings!r}: run replay from "
+                "that project's directory, or pass --pythonpath (or --settings)",
+                exc.code,
+            ) from None
+        raise
+    return Text(f"in-process, with settings {module} ({source})", "dim")
 
 
 def _headline(original: Trace) -> Text:
@@ -191,7 +220,7 @@ def _headline(original: Trace) -> Text:
         ("?" + req["query"]) if req.get("query") else "",
         (
             f"  — original {req.get('status') or 'no response'} in {ms(original.duration)}, "
-            f"{queries} queries, pid {original.where.get('pid', '?')}",
+            f"{plural(queries, 'query', 'queries')}, pid {original.where.get('pid', '?')}",
             "dim",
         ),
     )
@@ -213,7 +242,9 @@ def replay(
     ] = None,
     settings: Annotated[
         str | None,
-        typer.Option("--settings", help="Settings module (default: the one the capture ran)."),
+        typer.Option(
+            "--settings", help="Settings module (default: the one the trace was recorded with)."
+        ),
     ] = None,
     pythonpath: Annotated[
         str | None, typer.Option("--pythonpath", help="Directory to put on sys.path first.")
@@ -222,15 +253,28 @@ def replay(
         bool | None,
         typer.Option("--asgi/--wsgi", help="Handler to use (default: as the original ran)."),
     ] = None,
+    cold: Annotated[
+        bool,
+        typer.Option(
+            "--cold",
+            help="In-process: skip the warm-up run. By default the request runs once first,"
+            " not shown nor compared, so one-time costs of a fresh process (URL patterns,"
+            " template compile, DB connect) do not count; that run repeats any side effect.",
+        ),
+    ] = False,
     store: StoreOption = None,
     hide_under: Annotated[
         float,
         typer.Option("--hide-under", metavar="MS", min=0, help="Hide detail spans under MS."),
     ] = DEFAULT_HIDE_UNDER_MS,
 ) -> None:
-    """Re-run a captured request and compare it with the original, phase by phase."""
+    """Re-run a captured request and compare it with the original, phase by phase.
+
+    In-process (the default), the replay runs with the settings the trace was recorded
+    with, after one warm-up run (see --cold).
+    """
     base = check_target(target) if target else None
-    original, summary = load_trace_and_summary(ref, store)
+    original, summary, damaged = load_trace(ref, store)
     use_asgi = asgi if asgi is not None else original.where.get("mode") == "async"
     if target and user:
         raise CliError("--user works in-process only; a --target server needs its own login")
@@ -242,9 +286,12 @@ def replay(
     if base:
         replays = _replay_remote(console, base, spec, repeat, store_path(store))
         if not replays:
+            finish(damaged)
             return
     else:
-        _setup(settings, pythonpath, summary)
+        console.print(_setup(settings, pythonpath, original, summary), soft_wrap=True)
+        if not cold:
+            run(spec)  # warm-up: pays this process's one-time costs; not shown
         replays = [run(spec) for _ in range(repeat)]
     shown = sorted(replays, key=lambda t: t.duration)[(len(replays) - 1) // 2]
     console.print()
@@ -255,8 +302,11 @@ def replay(
             f"{len(replays)} runs: min {ms(durations[0])} · median "
             f"{ms(statistics.median(durations))} · max {ms(durations[-1])} (compared: the median)"
         )
+    elif cold and not base:
+        console.print(Text("cold run: includes this process's one-time costs", "dim"))
     console.print()
     console.print(render_diff(compare(original, shown), "original", "replay"))
+    finish(damaged)
 
 
 def _replay_remote(
@@ -280,7 +330,7 @@ def _replay_remote(
     median = statistics.median(t for _, t in timings)
     console.print(
         f"{base}: status {', '.join(map(str, statuses))}, median {ms(median)} over "
-        f"{len(timings)} requests (client side)."
+        f"{plural(len(timings), 'request')} (client side)."
     )
     console.print(
         Text(
@@ -293,4 +343,4 @@ def _replay_remote(
     return []
 
 
-replay.__doc__ = (replay.__doc__ or "") + "\n\n" + EXAMPLES
+replay.__doc__ = inspect.cleandoc(replay.__doc__ or "") + "\n\n" + EXAMPLES

@@ -7,16 +7,17 @@ its readable traces are salvaged into memory, with a warning saying how many wer
 from __future__ import annotations
 
 import datetime as dt
-import json
+import io
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, NamedTuple, TypeVar
 
 import typer
 from rich.console import Console
 
 from cli.errors import CliError
+from cli.render import plural
 from exporters import jsonl
 from exporters.store import (
     Filters,
@@ -29,7 +30,7 @@ from exporters.store import (
     TraceUnreadable,
     default_path,
 )
-from tracer.model import SchemaError, Trace
+from tracer.model import Trace
 
 T = TypeVar("T")
 
@@ -71,9 +72,9 @@ def store_path(option: Path | None) -> Path:
 
 
 def open_store(path: Path) -> TraceStore:
-    """The store for reading; a damaged one is salvaged (with a warning)."""
+    """The store for reading, checked first; a damaged one is salvaged (with a warning)."""
     try:
-        return TraceStore.open(path)
+        return TraceStore.open(path, check=True)
     except StoreMissing:
         raise CliError(
             f"no trace store at {path}: record some traffic first "
@@ -85,13 +86,27 @@ def open_store(path: Path) -> TraceStore:
         raise CliError(str(exc)) from None
 
 
+_warned: set[Path] = set()
+
+
 def _salvage(path: Path, exc: StoreDamaged) -> TraceStore:
     try:
         store = TraceStore.salvage(path)
     except (StoreError, OSError) as again:
         raise CliError(f"{exc}; nothing could be salvaged ({again})", code=1) from None
+    kept = store.count()
+    if not kept:
+        store.close()
+        raise CliError(
+            f"{exc}; no trace could be read from it"
+            + (f" ({plural(store.lost, 'trace')} lost)" if store.lost else ""),
+            code=1,
+        )
+    if path in _warned:  # `diff A B` reads the store twice: one warning
+        return store
+    _warned.add(path)
     warn(
-        f"{exc}; {store.count()} traces could still be read"
+        f"{exc}; {plural(kept, 'trace')} could still be read"
         + (f" ({store.lost} could not)" if store.lost else "")
         + f", and `djtrace export --store {path} > saved.jsonl` saves them"
     )
@@ -99,7 +114,11 @@ def _salvage(path: Path, exc: StoreDamaged) -> TraceStore:
 
 
 def with_store(path: Path, action: Callable[[TraceStore], T]) -> tuple[T, TraceStore]:
-    """Run `action` on the store; if the store turns out damaged midway, on its salvage."""
+    """Run `action` on the store; if the store turns out damaged midway, on its salvage.
+
+    The caller checks `store.lost` afterwards: not None means the store was damaged, and
+    the command exits 1 once it has shown what could be read (see `finish`).
+    """
     store = open_store(path)
     try:
         return action(store), store
@@ -113,9 +132,18 @@ def with_store(path: Path, action: Callable[[TraceStore], T]) -> tuple[T, TraceS
         except StoreError as again:
             raise CliError(str(again), code=1) from None
     except (TraceNotFound, TraceUnreadable) as exc:
+        store.close()
         raise CliError(str(exc), code=1) from None
     except StoreError as exc:
+        store.close()
         raise CliError(str(exc)) from None
+
+
+def finish(damaged: bool) -> None:
+    """The last step of a command that read a store: exit 1 if the store was damaged (what
+    could be read was shown, and the warning said what was lost)."""
+    if damaged:
+        raise typer.Exit(1)
 
 
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
@@ -176,18 +204,25 @@ def make_filters(
     )
 
 
-def load_trace(ref: str, store: Path | None, filters: Filters | None = None) -> Trace:
+class Loaded(NamedTuple):
+    trace: Trace
+    summary: Summary | None  # its store row (where it ran: settings, cwd), None from a file
+    damaged: bool  # it came from a damaged store (the command should exit 1 at the end)
+
+
+def load_trace(ref: str, store: Path | None, filters: Filters | None = None) -> Loaded:
     """A trace from a JSON/JSONL file, or from the store: an id, a prefix, latest, slowest."""
-    return load_trace_and_summary(ref, store, filters)[0]
-
-
-def load_trace_and_summary(
-    ref: str, store: Path | None, filters: Filters | None = None
-) -> tuple[Trace, Summary | None]:
-    """The trace, and its store row (where it ran: settings, cwd) when it came from the store."""
     file = Path(ref).expanduser()
-    if ref not in ("latest", "slowest") and (file.is_file() or ref.endswith((".json", ".jsonl"))):
-        return trace_from_file(file), None
+    if ref not in ("latest", "slowest"):
+        if file.is_dir():
+            raise CliError(f"{ref} is a directory, not a trace file or a trace id")
+        if file.is_file() or ref.endswith((".json", ".jsonl")):
+            return Loaded(trace_from_file(file), None, False)
+        if not is_trace_ref(ref):
+            raise CliError(
+                f"{ref!r} is neither a file nor a trace id "
+                "(ids are hex, e.g. from `djtrace list`; or use latest, slowest)"
+            )
     path = store_path(store)
 
     def find(s: TraceStore) -> tuple[Trace, Summary | None]:
@@ -200,27 +235,39 @@ def load_trace_and_summary(
         return found, s.summary(found.id)
 
     (trace, summary), opened = with_store(path, find)
+    damaged = opened.lost is not None
     opened.close()
-    return trace, summary
+    return Loaded(trace, summary, damaged)
+
+
+def is_trace_ref(ref: str) -> bool:
+    text = ref.strip().lower()
+    return bool(text) and all(c in "0123456789abcdef" for c in text)
 
 
 def trace_from_file(file: Path) -> Trace:
-    """One trace from a .json file (one trace object) or a .jsonl file with one good line."""
+    """One trace from a file: a trace document (`--format json`), or JSON Lines / a JSON
+    array holding exactly one good trace."""
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
     try:
-        return Trace.from_dict(json.loads(text))
-    except SchemaError as exc:
-        raise CliError(f"{file}: {exc}") from None
-    except ValueError:
-        pass  # not one JSON document: maybe JSON Lines
-    traces = [item for _, item in jsonl.read(text.splitlines(keepends=True))]
-    good = [t for t in traces if isinstance(t, Trace)]
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{file} is not a djtrace trace file (binary data, not JSON)") from None
+    reader = jsonl.TraceReader(io.StringIO(text))
+    items = list(reader)
+    good = [item for _, item in items if isinstance(item, Trace)]
     if len(good) == 1:
         return good[0]
-    if not good:
-        reason = traces[0] if traces else "the file is empty"
-        raise CliError(f"{file} holds no readable trace ({reason})")
-    raise CliError(f"{file} holds {len(good)} traces; import it and pick one by id")
+    if good:
+        raise CliError(f"{file} holds {len(good)} traces; import it and pick one by id")
+    if not items:
+        raise CliError(f"{file} is empty")
+    bad = [item for _, item in items if isinstance(item, jsonl.Bad)]
+    if reader.unit == "line" and not any(b.json_object for b in bad) and len(bad) > 1:
+        raise CliError(f"{file} is not a djtrace trace file (not JSON)")
+    number, first = items[0]
+    where = "" if reader.unit == "document" else f" ({reader.unit} {number})"
+    raise CliError(f"{file}{where}: {first}")

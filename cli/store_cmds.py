@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -16,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.errors import CliError
-from cli.render import DEFAULT_HIDE_UNDER_MS, ms, render_trace, share_style
+from cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace, share_style
 from cli.store_access import (
     MethodFilter,
     PathFilter,
@@ -25,15 +26,17 @@ from cli.store_access import (
     SlowerFilter,
     StatusFilter,
     StoreOption,
+    finish,
     load_trace,
     make_filters,
     store_path,
     warn,
     with_store,
 )
+from cli.table_fit import Col, fit
 from exporters import jsonl
 from exporters.formats import FORMATS
-from exporters.store import StoreError, TraceStore
+from exporters.store import Filters, StoreError, TraceStore
 from tracer import aggregate
 from tracer.model import Trace
 
@@ -82,10 +85,6 @@ def worker(pid: int | None, thread: str | None) -> str:
     return f"{pid or '?'}/{name[-16:]}" if name else str(pid or "?")
 
 
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
 # --- list ---------------------------------------------------------------------------------
 
 LIST_EXAMPLES = """
@@ -119,39 +118,81 @@ def list_traces(
     )
     console = Console(highlight=False)
     if not rows:
-        console.print(f"no traces in {file}" + (" match" if filters != type(filters)() else ""))
+        console.print(Text(no_match(file, filters), "dim"), soft_wrap=True)
         _lost(opened)
         return
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("id", style="cyan", no_wrap=True)
-    table.add_column("when", no_wrap=True)
-    table.add_column("request", overflow="ellipsis", no_wrap=True, max_width=70)
-    table.add_column("status", justify="right")
-    table.add_column("time", justify="right", no_wrap=True)
-    table.add_column("queries", justify="right")
-    table.add_column("route", overflow="ellipsis", no_wrap=True, style="dim")
-    table.add_column("worker", overflow="ellipsis", no_wrap=True, style="dim")
-    longest = max(r.duration for r in rows)
-    for row in rows:
-        request = f"{row.method or ''} {row.path or ''}" + (f"?{row.query}" if row.query else "")
-        table.add_row(
-            row.id[:10],
-            when(row.started_at),
-            request,
-            status_text(row.status),
-            Text(ms(row.duration), share_style(row.duration, longest)),
-            str(row.queries),
-            row.route or "",
-            worker(row.pid, row.thread),
-        )
-    console.print(table)
-    shown = plural(total, "trace")
-    if total > len(rows):
-        shown = f"{len(rows)} of {shown}"
-    console.print(
-        Text(f"{shown} in {file} · `djtrace show ID` for one as a tree", "dim"), soft_wrap=True
+    cells = [
+        {
+            "id": row.id[:10],
+            "when": when(row.started_at),
+            "request": f"{row.method or ''} {row.path or ''}"
+            + (f"?{row.query}" if row.query else ""),
+            "status": status_text(row.status),
+            "time": Text(ms(row.duration)),
+            "queries": str(row.queries),
+            "route": row.route or "",
+            "worker": worker(row.pid, row.thread),
+        }
+        for row in rows
+    ]
+
+    def column(name: str, **kwargs: Any) -> Col:
+        return Col(name, [str(c[name]) for c in cells], **kwargs)
+
+    layout = fit(
+        [
+            column("id"),
+            column("when"),
+            column("request", text=True, min_width=16),
+            column("status"),
+            column("time"),
+            column("queries"),
+            column("route", text=True, min_width=10, drop=1),
+            column("worker", text=True, min_width=10, drop=2),
+        ],
+        console.width,
     )
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    styles = {"id": "cyan", "route": "dim", "worker": "dim"}
+    for name, width in layout.widths.items():
+        table.add_column(
+            name,
+            style=styles.get(name),
+            justify="right" if name in ("status", "time", "queries") else "left",
+            width=width,
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+    longest = max(r.duration for r in rows)
+    for row, values in zip(rows, cells, strict=True):
+        values["time"].stylize(share_style(row.duration, longest))
+        table.add_row(*[values[name] for name in layout.widths])
+    print_unshrunk(console, table, layout.total)
+    shown_count = plural(total, "trace")
+    if total > len(rows):
+        shown_count = f"{len(rows)} of {shown_count}"
+    note = f"{shown_count} in {file} · `djtrace show ID` for one as a tree"
+    if layout.dropped:
+        note += f" · {' and '.join(layout.dropped)} left out: widen the terminal"
+    console.print(Text(note, "dim"), soft_wrap=True)
     _lost(opened)
+
+
+def print_unshrunk(console: Console, table: Table, width: int) -> None:
+    """Print `table` at `width` even on a narrower terminal (its lines wrap there): rich
+    would otherwise squeeze the number columns, and a cut number is a wrong number."""
+    terminal = console.width
+    console.width = max(terminal, width)
+    try:
+        console.print(table)
+    finally:
+        console.width = terminal
+
+
+def no_match(file: Path, filters: Filters) -> str:
+    if filters != Filters():
+        return f"no traces match these filters in {file}"
+    return f"no traces in {file} yet"
 
 
 list_traces.__doc__ = (list_traces.__doc__ or "") + "\n\n" + LIST_EXAMPLES
@@ -185,13 +226,14 @@ def show(
     ] = DEFAULT_HIDE_UNDER_MS,
 ) -> None:
     """Show one captured request as the same timing tree `djtrace request` draws."""
-    trace = load_trace(ref, store, make_filters(path) if path else None)
+    trace, _, damaged = load_trace(ref, store, make_filters(path) if path else None)
     if fmt is Format.json:
         typer.echo(json.dumps(trace.to_dict(), indent=2))
-        return
-    console = Console()
-    console.print(Text(f"trace {trace.id}", "dim"))
-    console.print(render_trace(trace, hide_under_ms=hide_under))
+    else:
+        console = Console()
+        console.print(Text(f"trace {trace.id}", "dim"))
+        console.print(render_trace(trace, hide_under_ms=hide_under))
+    finish(damaged)
 
 
 show.__doc__ = (show.__doc__ or "") + "\n\n" + SHOW_EXAMPLES
@@ -207,30 +249,48 @@ STATS_EXAMPLES = """
   djtrace stats --sort count
 """
 
-_SHORT = {
+#: Phase column headings, short so more of them fit; the abbreviations shown are explained.
+_HEADING = {
     "middleware (before)": "mw in",
     "URL resolve": "URL",
     "templates": "tmpl",
-    "sessions": "session",
+    "error response": "error",
     "middleware (after)": "mw out",
     "response": "resp",
-    "unaccounted": "gaps",
 }
-#: A phase gets a column when its p95 is at least this share of some route's p95.
-_PHASE_SHARE = 0.05
+_MEANING = {
+    "mw in": "middleware before the view",
+    "tmpl": "templates",
+    "error": "error response (exception → response)",
+    "mw out": "middleware after the view",
+    "resp": "response (render, send, close)",
+}
+_ROUTE_MIN = 14  # the route column never gets narrower than this (then: an ellipsis)
 
 
-def _phase_columns(routes: list[aggregate.RouteStats], width: int) -> tuple[list[str], int]:
-    """The phase kinds that matter (p95 at least 5% of some route's p95) and fit the width,
-    and how many that matter did not fit."""
-    weight = {
-        name: max(r.phase_p(name) / max(r.p(95), 1) for r in routes)
-        for name in aggregate.phase_names(routes)
-    }
-    wanted = [name for name, share in weight.items() if share >= _PHASE_SHARE]
-    room = max(0, (width - 68) // 10)  # route, n, percentiles and queries take ~68 columns
-    kept = set(sorted(wanted, key=lambda n: -weight[n])[:room])
-    return [name for name in wanted if name in kept], len(wanted) - len(kept)
+def _phase_columns(
+    routes: list[aggregate.RouteStats], base: list[Col], width: int
+) -> tuple[list[Col], int]:
+    """The phase columns that fit after `base`, most important first (the largest p95 for
+    any route; ties in pipeline order), shown in pipeline order; and how many did not fit.
+    A column that would show 0.00 ms on every row is never shown."""
+    candidates = []
+    for order, name in enumerate(aggregate.phase_names(routes)):
+        values = [r.phase_p(name) for r in routes]
+        if all(ms(v) == ms(0) for v in values):
+            continue
+        heading = _HEADING.get(name, name)
+        cells = [ms(v) if v else "—" for v in values]
+        candidates.append((-max(values), order, Col(heading, cells), name))
+    candidates.sort(key=lambda c: c[:2])
+    chosen: list[tuple[int, Col, str]] = []
+    for _, order, col, name in candidates:
+        trial = [c for _, c, _ in sorted([*chosen, (order, col, name)], key=lambda c: c[0])]
+        if fit([*base, *trial], width).total > width:
+            break
+        chosen.append((order, col, name))
+    chosen.sort(key=lambda c: c[0])
+    return [c for _, c, _ in chosen], len(candidates) - len(chosen)
 
 
 class StatsSort(str, Enum):
@@ -252,12 +312,17 @@ def stats(
         StatsSort.p95
     ),
 ) -> None:
-    """Per route: how many requests, p50/p95/p99, mean queries, and the p95 of each phase kind."""
+    """Per route: how many requests, p50/p95/p99, mean queries, and the p95 of each phase kind.
+
+    Phase columns are the phase kinds with the largest p95 first, as many as the terminal
+    fits; "unaccounted" is time no hook saw (as in `djtrace request`'s phase table).
+    """
     filters = make_filters(path, status, method, slower_than, since, pid)
     file = store_path(store)
     rows, opened = with_store(file, lambda s: s.phase_rows(filters))
+    console = Console(highlight=False)
     if not rows:
-        Console().print(f"no traces in {file}" + (" match" if filters != type(filters)() else ""))
+        console.print(Text(no_match(file, filters), "dim"), soft_wrap=True)
         _lost(opened)
         return
     routes = aggregate.by_route(rows)
@@ -268,8 +333,14 @@ def stats(
         StatsSort.queries: lambda r: -r.mean_queries,
     }[sort]
     routes.sort(key=key)
-    console = Console(highlight=False)
-    phases, left_out = _phase_columns(routes, console.width)
+    base = [
+        Col("route", [f"{r.method} {r.route}" for r in routes], text=True, min_width=_ROUTE_MIN),
+        Col("n", [str(r.count) for r in routes]),
+        *[Col(f"p{q}", [ms(r.p(q)) for r in routes]) for q in (50, 95, 99)],
+        Col("queries", [f"{r.mean_queries:.1f}" for r in routes]),
+    ]
+    phases, left_out = _phase_columns(routes, base, console.width)
+    layout = fit([*base, *phases], console.width)
     table = Table(
         title=f"{plural(len(rows), 'request')} · per route · phase columns: that phase's p95",
         title_justify="left",
@@ -277,35 +348,31 @@ def stats(
         pad_edge=False,
         show_edge=False,
     )
-    table.add_column("route", no_wrap=True, overflow="ellipsis", min_width=16)
-    table.add_column("n", justify="right", no_wrap=True)
-    for name in ("p50", "p95", "p99"):
-        table.add_column(name, justify="right", no_wrap=True, min_width=7)
-    table.add_column("queries", justify="right", no_wrap=True)
-    for name in phases:
+    for i, (name, width) in enumerate(layout.widths.items()):
         table.add_column(
-            _SHORT.get(name, name), justify="right", no_wrap=True, min_width=7, style="dim"
+            name,
+            justify="left" if i == 0 else "right",
+            width=width,
+            no_wrap=True,
+            overflow="ellipsis",
+            style="dim" if i >= len(base) else None,
         )
     slowest = max(r.p(95) for r in routes)
-    for r in routes:
-        table.add_row(
-            f"{r.method} {r.route}",
-            str(r.count),
-            ms(r.p(50)),
-            Text(ms(r.p(95)), share_style(r.p(95), slowest)),
-            ms(r.p(99)),
-            f"{r.mean_queries:.1f}",
-            *[ms(r.phase_p(name)) for name in phases],
-        )
-    console.print(table)
+    columns = [*base, *phases]
+    for i, r in enumerate(routes):
+        cells: list[str | Text] = [c.cells[i] for c in columns]
+        cells[3] = Text(ms(r.p(95)), share_style(r.p(95), slowest))
+        table.add_row(*cells)
+    print_unshrunk(console, table, layout.total)
+    notes = [f"{short}: {meaning}" for short, meaning in _MEANING.items() if short in layout.widths]
     if left_out:
-        console.print(
-            Text(f"{plural(left_out, 'phase column')} left out: widen the terminal", "dim")
-        )
+        notes.append(f"{plural(left_out, 'phase column')} left out: widen the terminal")
+    if notes:
+        console.print(Text(" · ".join(notes), "dim"), soft_wrap=True)
     _lost(opened)
 
 
-stats.__doc__ = (stats.__doc__ or "") + "\n\n" + STATS_EXAMPLES
+stats.__doc__ = inspect.cleandoc(stats.__doc__ or "") + "\n\n" + STATS_EXAMPLES
 
 
 # --- export / import ------------------------------------------------------------------------
@@ -362,11 +429,15 @@ def export(
 
     try:
         count = fmt.load()(stream(), output)
+    except BrokenPipeError:
+        raise  # the reader went away (`| head`): main() ends quietly
     except OSError as exc:
         where = f" to {output}" if output not in (None, "-") else ""
         raise CliError(f"export --to {to}{where} failed: {exc.strerror or exc}", code=1) from None
     if output not in (None, "-"):
-        Console(stderr=True, highlight=False).print(f"exported {count} traces to {output}")
+        Console(stderr=True, highlight=False).print(
+            f"exported {plural(count, 'trace')} to {output}", soft_wrap=True
+        )
     if unreadable:
         warn(f"{plural(unreadable, 'unreadable trace')} left out")
         opened.close()
@@ -379,60 +450,110 @@ export.__doc__ = (export.__doc__ or "") + "\n\n" + EXPORT_EXAMPLES
 IMPORT_EXAMPLES = """
 [bold]Examples[/]
 
-  djtrace import traces.jsonl
+  djtrace import traces.jsonl                    [dim]# from `djtrace export`[/]
+  djtrace import books.json                      [dim]# from `djtrace request --format json`[/]
   djtrace import ci-run.jsonl --store /tmp/ci.sqlite3
 """
 
 _MAX_REPORTED = 20
 
 
+class _Import:
+    """Traces go to the store in batches; the store is created only when one arrives."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.store: TraceStore | None = None
+        if target.exists():  # not a store, or from a newer djtrace: say so before reading
+            self.store = self._open()
+        self.batch: list[Trace] = []
+        self.added = 0
+
+    def _open(self) -> TraceStore:
+        try:
+            return TraceStore.open(self.target, create=True)
+        except StoreError as exc:
+            raise CliError(str(exc)) from None
+
+    def add(self, trace: Trace) -> None:
+        self.batch.append(trace)
+        if len(self.batch) >= 200:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.batch:
+            return
+        if self.store is None:
+            self.store = self._open()
+        try:
+            self.added += self.store.add(self.batch)
+        except StoreError as exc:
+            raise CliError(str(exc)) from None
+        self.batch = []
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+
 def import_traces(
-    file: Annotated[Path, typer.Argument(metavar="FILE.jsonl", help="JSON Lines, one trace each.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE",
+            help="JSON Lines (one trace each), or one trace document or a JSON array of them.",
+        ),
+    ],
     store: StoreOption = None,
 ) -> None:
-    """Load traces from a JSON Lines file into the store; bad lines are reported and skipped."""
+    """Load traces into the store from JSON Lines (`djtrace export`) or a trace document
+    (`djtrace request --format json`); bad lines are reported and skipped."""
+    if file.is_dir():
+        raise CliError(f"{file} is a directory, not a file of traces")
     try:
         handle = open(file, encoding="utf-8", errors="replace")  # noqa: SIM115
     except OSError as exc:
         raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
     target = store_path(store)
-    try:
-        opened = TraceStore.open(target, create=True)
-    except StoreError as exc:
-        handle.close()
-        raise CliError(str(exc)) from None
-    good = bad = added = 0
-    batch: list[Trace] = []
+    reader = jsonl.TraceReader(handle)
+    good = bad = 0
+    reported: list[tuple[int, jsonl.Bad]] = []  # the first few bad lines
+    objects = False  # some line was a JSON object (else the file is not JSON Lines at all)
+    sink = _Import(target)
     try:
         with handle:
-            for number, item in jsonl.read(handle):
+            for number, item in reader:
                 if isinstance(item, Trace):
                     good += 1
-                    batch.append(item)
-                    if len(batch) >= 200:
-                        added += opened.add(batch)
-                        batch = []
+                    sink.add(item)
                     continue
                 bad += 1
-                if bad <= _MAX_REPORTED:
-                    warn(f"{file}:{number}: skipped: {item}")
-            if batch:
-                added += opened.add(batch)
-    except StoreError as exc:
-        raise CliError(str(exc)) from None
+                objects = objects or item.json_object
+                if len(reported) < _MAX_REPORTED:
+                    reported.append((number, item))
+            sink.flush()
     finally:
-        opened.close()
-    if bad > _MAX_REPORTED:
-        warn(f"… and {bad - _MAX_REPORTED} more bad lines")
-    console = Console(highlight=False)
-    already = good - added
-    console.print(
-        f"imported {added} traces into {target}"
+        sink.close()
+    if not good and not objects:
+        raise CliError(f"{file} is not a JSON Lines file of djtrace traces; nothing imported")
+    if not good and bad == 1:
+        raise CliError(f"{file}: {reported[0][1]}; nothing imported")
+    for number, item in reported:
+        label = {"line": f":{number}", "item": f" item {number}"}.get(reader.unit, "")
+        warn(f"{file}{label}: skipped: {item}")
+    if bad > len(reported):
+        warn(f"… and {bad - len(reported)} more bad {reader.unit}s")
+    if not good:
+        raise CliError(f"no trace in {file}; nothing imported")
+    already = good - sink.added
+    Console(highlight=False).print(
+        f"imported {plural(sink.added, 'trace')} into {target}"
         + (f" ({already} already there)" if already else "")
-        + (f"; skipped {bad} bad lines" if bad else "")
+        + (f"; skipped {plural(bad, f'bad {reader.unit}')}" if bad else ""),
+        soft_wrap=True,
     )
     if bad:
         raise typer.Exit(1)
 
 
-import_traces.__doc__ = (import_traces.__doc__ or "") + "\n\n" + IMPORT_EXAMPLES
+import_traces.__doc__ = inspect.cleandoc(import_traces.__doc__ or "") + "\n\n" + IMPORT_EXAMPLES

@@ -1,17 +1,22 @@
 """JSON Lines: one trace per line, in the documented trace format (`Trace.to_dict`).
 
 Reading never gives up on a whole file for one bad line: each line is a trace or the
-reason it could not be read (not JSON, truncated, a schema this djtrace does not know).
+reason it could not be read (not JSON, truncated, not a trace, a schema this djtrace does
+not know). `TraceReader` also reads a file that is one JSON document: a trace (what
+`djtrace request --format json` writes, pretty-printed) or an array of traces.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Iterable, Iterator
-from typing import IO
+from dataclasses import dataclass
+from typing import IO, Any
 
-from tracer.model import SchemaError, Trace
+from exporters.files import open_private
+from tracer.model import SCHEMA_VERSION, SchemaError, Trace
 
 
 def write(traces: Iterable[Trace], out: IO[str]) -> int:
@@ -29,12 +34,48 @@ def export(traces: Iterable[Trace], destination: str | None) -> int:
         count = write(traces, sys.stdout)
         sys.stdout.flush()
         return count
-    with open(destination, "w", encoding="utf-8") as out:
+    with open_private(destination) as out:
         return write(traces, out)
 
 
-def read(lines: Iterable[str]) -> Iterator[tuple[int, Trace | str]]:
-    """(line number, trace) for each good line, (line number, reason) for each bad one."""
+@dataclass(frozen=True)
+class Bad:
+    """Why a line (or array item) is not a trace, and whether it was a JSON object at all."""
+
+    reason: str
+    json_object: bool
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+_JSON_KINDS = {list: "an array", str: "a string", bool: "true/false", type(None): "null"}
+
+
+def decode(data: Any) -> Trace:
+    """A trace from decoded JSON; SchemaError says why not in words a user can act on."""
+    if not isinstance(data, dict):
+        kind = _JSON_KINDS.get(type(data), "a number")
+        raise SchemaError(f"not a djtrace trace ({kind}, not a JSON object)")
+    schema = data.get("schema")
+    if "schema" not in data:
+        raise SchemaError("not a djtrace trace (no schema field)")
+    if not isinstance(schema, int) or isinstance(schema, bool):
+        raise SchemaError(f"not a djtrace trace (its schema field is {schema!r})")
+    if schema < SCHEMA_VERSION:
+        raise SchemaError(f"trace schema {schema} is not one any djtrace wrote")
+    return Trace.from_dict(data)  # a newer schema: "upgrade djtrace to read it"
+
+
+def _item(data: Any) -> Trace | Bad:
+    try:
+        return decode(data)
+    except SchemaError as exc:
+        return Bad(str(exc), isinstance(data, dict))
+
+
+def read(lines: Iterable[str]) -> Iterator[tuple[int, Trace | Bad]]:
+    """(line number, trace) for each good line, (line number, Bad) for each bad one."""
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -42,9 +83,48 @@ def read(lines: Iterable[str]) -> Iterator[tuple[int, Trace | str]]:
             data = json.loads(line)
         except ValueError as exc:
             ending = "" if line.endswith("\n") else " (truncated?)"
-            yield number, f"not valid JSON{ending}: {exc}"
+            yield number, Bad(f"not valid JSON{ending}: {exc}", False)
             continue
-        try:
-            yield number, Trace.from_dict(data)
-        except SchemaError as exc:
-            yield number, str(exc)
+        yield number, _item(data)
+
+
+class TraceReader:
+    """The traces in a file: JSON Lines, or one JSON document (a trace, or an array of them).
+
+    Iterating yields (number, trace or Bad); `unit` says what the numbers count: "line",
+    "item" (of an array) or "document" (the file is one document: the number is always 1).
+    """
+
+    def __init__(self, handle: IO[str]) -> None:
+        self.handle = handle
+        self.unit = "line"
+
+    def __iter__(self) -> Iterator[tuple[int, Trace | Bad]]:
+        head: list[str] = []
+        for line in self.handle:
+            head.append(line)
+            if line.strip():
+                break
+        first = head[-1].strip() if head else ""
+        if first[:1] in ("{", "[") and not _is_json_object(first):
+            text = "".join(head) + self.handle.read()  # one document: read it whole
+            try:
+                document = json.loads(text)
+            except ValueError:
+                yield from read(text.splitlines(keepends=True))
+                return
+            if isinstance(document, list):
+                self.unit = "item"
+                yield from ((n, _item(data)) for n, data in enumerate(document, 1))
+            else:
+                self.unit = "document"
+                yield 1, _item(document)
+            return
+        yield from read(itertools.chain(head, self.handle))
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False

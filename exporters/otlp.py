@@ -94,10 +94,17 @@ def resolve_endpoint(endpoint: str | None, protocol: str) -> str:
     return _checked(endpoint, protocol, add_path=True)
 
 
+_HOST_PORT = re.compile(r"^\[?[\w.:-]+\]?:\d+(/.*)?$")
+
+
 def _checked(endpoint: str, protocol: str, add_path: bool) -> str:
     endpoint = endpoint.strip()
     if "://" not in endpoint:
-        endpoint = "http://" + endpoint
+        if not _HOST_PORT.match(endpoint):  # "notaurl": a typo, not a collector
+            raise OtlpSetupError(
+                f"bad OTLP endpoint {endpoint!r}: expected a URL like http://localhost:4318"
+            )
+        endpoint = "http://" + endpoint  # host:port, as gRPC users often write it
     parts = urlsplit(endpoint)
     try:
         parts.port  # noqa: B018 - raises on a malformed port

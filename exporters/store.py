@@ -200,6 +200,8 @@ def row_for(trace: Trace, settings: str | None = None, cwd: str | None = None) -
     """The INSERT values for one trace (done off the request path, by the writer thread)."""
     request = trace.request
     where = trace.where
+    if settings is None and isinstance(where.get("settings"), str):
+        settings = where["settings"]  # recorded in the trace itself (an import, a request)
     phases = {name: ns for name, ns in breakdown(trace) if ns}
     status = request.get("status")
     pid = where.get("pid")
@@ -271,8 +273,14 @@ class TraceStore:
     # --- opening --------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, create: bool = False) -> TraceStore:
-        """Open the store at `path`; with `create`, make it (0600, in a 0700 directory)."""
+    def open(
+        cls, path: str | os.PathLike[str], *, create: bool = False, check: bool = False
+    ) -> TraceStore:
+        """Open the store at `path`; with `create`, make it (0600, in a 0700 directory).
+
+        With `check`, SQLite's quick integrity check runs first (a fraction of a second even
+        for a full store), so damage is found whatever the command reads afterwards.
+        """
         path = Path(path).expanduser()
         if create:
             _create_file(path)
@@ -293,6 +301,8 @@ class TraceStore:
         store = cls(conn, path)
         try:
             store._prepare(create)
+            if check:
+                store._quick_check()
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise _classify(exc, path) from None
@@ -323,6 +333,13 @@ class TraceStore:
             conn.execute("ROLLBACK")
             raise
         self._check_schema()
+
+    def _quick_check(self) -> None:
+        rows = self.conn.execute("PRAGMA quick_check(1)").fetchall()
+        problem = str(rows[0][0]) if rows else "no answer"
+        if problem != "ok":
+            first = " ".join(line for line in problem.splitlines() if not line.startswith("***"))
+            raise StoreDamaged(f"the trace store {self.path} is damaged ({first.strip()})")
 
     def _use_empty_memory(self) -> None:
         # Reading an empty file: answer from an empty in-memory store instead of writing.

@@ -5,7 +5,8 @@ is full the trace is dropped and counted, never waited for. One writer thread pe
 serializes and inserts traces in batches, each batch one short transaction.
 
 Servers fork (gunicorn) and spawn (uvicorn --workers): a forked child starts with an
-empty queue and no thread, and starts its own writer on its first trace. At exit (atexit,
+empty queue and no thread, and starts its own writer on its first trace. A fork waits
+for the writer thread to leave SQLite (one short batch at most). At exit (atexit,
 and multiprocessing's finalizers for forked children that skip atexit) the queue is
 drained, so the traces of a server stopped by SIGTERM or SIGINT are all written.
 """
@@ -36,6 +37,23 @@ _STOP = object()
 # child never closes them (SQLite: a connection must not be used, closed included, across
 # a fork). The child opens its own.
 _inherited: list[TraceStore] = []
+
+# Held while a writer thread is inside SQLite. A fork waits for it (one short batch), so
+# no SQLite mutex is held at fork time: the child would otherwise deadlock on its first
+# SQLite call, its traces never written.
+_in_sqlite = threading.Lock()
+
+
+def _fresh_lock_in_child() -> None:
+    global _in_sqlite
+    _in_sqlite = threading.Lock()
+
+
+os.register_at_fork(
+    before=lambda: _in_sqlite.acquire(),
+    after_in_parent=lambda: _in_sqlite.release(),
+    after_in_child=_fresh_lock_in_child,
+)
 
 
 class StoreWriter:
@@ -128,14 +146,16 @@ class StoreWriter:
                     break
             traces = [item for item in batch if isinstance(item, Trace)]
             if traces or self._unreported_drops:
-                store = self._write(store, traces)
+                with _in_sqlite:
+                    store = self._write(store, traces)
             for item in batch:
                 if isinstance(item, threading.Event):
                     item.set()
             if any(item is _STOP for item in batch):
                 self._store = None
                 if store is not None:
-                    store.close()
+                    with _in_sqlite:
+                        store.close()
                 return
 
     def _write(self, store: TraceStore | None, traces: list[Trace]) -> TraceStore | None:
@@ -196,7 +216,8 @@ class StoreWriter:
         left = self._queue.qsize()
         if thread.is_alive() and left:
             print(
-                f"djtrace: {left} traces not written to {self.path} (store busy)",
+                f"djtrace: {left} trace{'' if left == 1 else 's'} not written to {self.path} "
+                "(store busy)",
                 file=sys.stderr,
                 flush=True,
             )

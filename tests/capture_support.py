@@ -102,9 +102,18 @@ class Captured:
             ) from None
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a script's `cmd &` starts it
+
+
 @contextmanager
-def capture(tmp: Path, server: list[str], port: int, *options: str) -> Iterator[Captured]:
-    """`djtrace capture [options] -- server…` running until the block ends (then SIGTERM)."""
+def capture(
+    tmp: Path, server: list[str], port: int, *options: str, sigint_ignored: bool = False
+) -> Iterator[Captured]:
+    """`djtrace capture [options] -- server…` running until the block ends (then SIGTERM).
+
+    `sigint_ignored`: capture starts with SIGINT ignored, like a background job of a script.
+    """
     store = tmp / "traces.sqlite3"
     out, err = tmp / "capture.out", tmp / "capture.err"
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
@@ -126,6 +135,7 @@ def capture(tmp: Path, server: list[str], port: int, *options: str) -> Iterator[
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,  # so a failed test can clean up the whole tree
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
     captured = Captured(process, store, port, out, err)
     try:

@@ -107,6 +107,10 @@ def test_gunicorn_workers_and_threads_every_request_stored_once(tmp_path, expect
     assert f"{REQUESTS} requests recorded into {server.store}" in out
     assert "the server exited with 0" in out
     assert "passing SIGTERM to the server" in out
+    lines = out.splitlines()
+    final_counts = lines[lines.index(next(x for x in lines if "requests recorded into" in x)) - 1]
+    assert final_counts.startswith(f"── {REQUESTS} requests · 2xx ")
+    assert lines.count(final_counts) == 1  # the summary is printed once
     # one live line per request: time, worker pid/thread, method, path, status, time, queries
     lines = [line for line in out.splitlines() if "/books/fast/?tag=" in line]
     assert len(lines) == len([p for p, _ in sent.values() if p == "/books/fast/"])
@@ -164,6 +168,45 @@ def test_runserver_with_autoreloader_is_traced_in_its_child(tmp_path):
     (trace,) = exported(server.store)
     assert trace["request"]["query"] == "tag=rs"
     assert trace["where"]["pid"] != server.process.pid  # the reloader's child served it
+
+
+def test_capture_stops_on_sigint_when_started_with_sigint_ignored(tmp_path):
+    """`djtrace capture -- … &` in a script starts with SIGINT ignored; `kill -INT` must
+    still stop the server (which must not inherit the ignored SIGINT)."""
+    port = free_port()
+    server_cmd = [
+        sys.executable, "sample_site/manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"
+    ]  # fmt: skip
+    with capture(tmp_path, server_cmd, port, sigint_ignored=True) as server:
+        status, _ = fetch(f"{server.base}/books/fast/?tag=bg")
+        wait_for_traces(server.store, 1)
+        code = server.stop(signal.SIGINT)  # hangs (then fails) if the server ignores it
+    assert status == 200
+    assert code == 0, server.stderr()[-3000:]
+    out = server.stdout()
+    assert "djtrace: passing SIGINT to the server" in out
+    assert "djtrace capture: 1 request recorded into" in out
+    assert "the server exited with 0." in out
+    assert sum(line.startswith("── 1 request · 2xx 1") for line in out.splitlines()) == 1
+
+
+def test_capture_says_why_nothing_was_recorded(tmp_path):
+    store = str(tmp_path / "s.sqlite3")
+    # A Django command: djtrace is active in it, but no request ever arrives.
+    result = run_djtrace(
+        "capture", "--store", store, "--", sys.executable, "sample_site/manage.py", "check"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "djtrace capture: 0 requests recorded" in result.stdout
+    assert "no request arrived: djtrace was tracing the server (pid " in result.stdout
+    assert "sets up Django" not in result.stdout
+    # Not Django at all, and killed by a signal.
+    killed = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    result = run_djtrace("capture", "--store", store, "--", sys.executable, "-c", killed)
+    assert result.returncode == 128 + signal.SIGTERM
+    assert "the server was killed by SIGTERM." in result.stdout
+    assert "djtrace never became active in the command" in result.stdout
+    assert "was it a Python command that sets up Django" in result.stdout
 
 
 def test_capture_passes_the_exit_code_through(tmp_path):

@@ -407,12 +407,22 @@ def test_cli_request_otlp_reports_a_collector_that_is_down():
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: could not export 1 trace to " + url)
     assert "connection refused" in lines[0]
+    # The same from the environment's endpoint, and with host:port instead of a URL.
+    for env, args in (
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": url}, []),
+        ({}, ["--otlp-endpoint", url.removeprefix("http://")]),
+    ):
+        result = run_djtrace("request", "/books/fast/", "--otlp", *args, env=env)
+        assert result.returncode == 1, (env, args, result.stderr)
+        assert "where the time went" in result.stdout  # the tree is still shown
+        assert result.stderr.startswith("error: could not export 1 trace to " + url)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--otlp", "--otlp-endpoint", "ftp://x"], "error: bad OTLP endpoint"),
+        (["--otlp", "--otlp-endpoint", "notaurl"], "error: bad OTLP endpoint 'notaurl'"),
         (["--otlp", "--otlp-protocol", "carrier-pigeon"], "error: unknown OTLP protocol"),
         (["--otlp-endpoint", "http://localhost:4318"], "need --otlp"),
     ],

@@ -154,3 +154,126 @@ def test_compare_counts_queries_by_shape():
     assert compare(slow, slow).identical
     again = compare(slow, run(RequestSpec("GET", "/books/")))
     assert again.same_shape and not again.route_changed
+
+
+# --- replay runs the project the trace came from, warm -------------------------------------
+
+_SETTINGS = """
+SECRET_KEY = "replay-test"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "mysite.urls"
+INSTALLED_APPS = []
+MIDDLEWARE = []
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": %r}}
+USE_TZ = True
+"""
+_URLS = """
+from django.db import connection
+from django.http import HttpResponse
+from django.urls import path
+
+_loaded = []  # a one-time cost per process, like a lazily loaded configuration
+
+
+def hello(request):
+    if not _loaded:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            _loaded.append(cursor.fetchone())
+    return HttpResponse("hello")
+
+
+urlpatterns = [path("hello/", hello)]
+"""
+
+
+@pytest.fixture(scope="module")
+def mysite(tmp_path_factory) -> tuple[str, dict]:
+    """A second project (not sample_site), and a trace of its /hello/ from `djtrace request`."""
+    root = tmp_path_factory.mktemp("project")
+    (root / "mysite").mkdir()
+    (root / "mysite" / "__init__.py").write_text("")
+    (root / "mysite" / "settings.py").write_text(_SETTINGS % str(root / "db.sqlite3"))
+    (root / "mysite" / "urls.py").write_text(_URLS)
+    result = run_djtrace(
+        "request", "/hello/", "--settings", "mysite.settings", "--pythonpath", str(root),
+        "--format", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    trace = json.loads(result.stdout)
+    assert trace["where"]["settings"] == "mysite.settings"
+    assert (
+        trace["request"]["status"] == 200
+        and len([s for s in trace["spans"] if s["phase"] == "db.query"]) == 1
+    )  # a fresh process: the one-time query ran
+    return str(root), trace
+
+
+def test_replay_uses_the_settings_the_trace_was_recorded_with(tmp_path, mysite):
+    root, trace = mysite
+    saved = tmp_path / "hello.json"
+    saved.write_text(json.dumps(trace, indent=2))
+    # DJANGO_SETTINGS_MODULE says sample_site (the suite sets it): the trace wins.
+    result = run_djtrace("replay", str(saved), "--pythonpath", root, "--cold")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "in-process, with settings mysite.settings (the ones the trace was recorded with)" in out
+    assert "status 200 → 404" not in out and "queries 1 → 1" in out
+    assert "no change in status, route or queries" in out
+
+    store = tmp_path / "store.sqlite3"  # imported: the store row knows nothing of a capture
+    assert run_djtrace("import", str(saved), "--store", str(store)).returncode == 0
+    result = run_djtrace("replay", trace["id"][:8], "--store", str(store), "--pythonpath", root)
+    assert result.returncode == 0, result.stderr
+    assert "with settings mysite.settings" in result.stdout
+
+
+def test_replay_warms_up_first_unless_cold(tmp_path, mysite):
+    root, trace = mysite
+    saved = tmp_path / "hello.json"
+    saved.write_text(json.dumps(trace))
+    warm = run_djtrace("replay", str(saved), "--pythonpath", root)
+    assert warm.returncode == 0, warm.stderr
+    assert "queries 1 → 0" in warm.stdout  # the warm-up run paid the one-time query
+    cold = run_djtrace("replay", str(saved), "--pythonpath", root, "--cold")
+    assert "queries 1 → 1" in cold.stdout
+    assert "cold run: includes this process's one-time costs" in cold.stdout
+    help_text = run_djtrace("replay", "--help").stdout
+    assert "--cold" in help_text and "warm-up" in help_text
+
+
+def test_replay_says_which_settings_it_guessed(tmp_path, mysite):
+    _, trace = mysite
+    unknown = {**trace, "where": {k: v for k, v in trace["where"].items() if k != "settings"}}
+    saved = tmp_path / "unknown.json"
+    saved.write_text(json.dumps(unknown))
+    result = run_djtrace("replay", str(saved), env={"DJANGO_SETTINGS_MODULE": ""})
+    assert result.returncode == 0, result.stderr
+    assert (
+        "in-process, with settings sample_site.settings (the bundled sample_site: the trace "
+        "does not say which settings it ran with; pass --settings" in result.stdout
+    )
+    assert "status 200 → 404" in result.stdout  # honest: another project answered
+    result = run_djtrace("replay", str(saved), "--settings", "no_such_project.settings")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: cannot import settings module 'no_such_project")
+
+
+def test_diff_shows_no_change_as_plus_minus_zero(tmp_path, server):
+    srv, ids = server
+    a = json.loads(djtrace(srv, "show", ids["fast"], "--format", "json").stdout)
+    b = json.loads(json.dumps(a))
+    b["id"] = "f" * 16
+    b["duration"] -= 3_000  # 3 µs shorter: no visible change
+    (root,) = [s for s in b["spans"] if s["parent"] is None]
+    root["duration"] -= 3_000
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    result = run_djtrace("diff", str(tmp_path / "a.json"), str(tmp_path / "b.json"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert total.split()[-1] == "±0"
+    assert "−0.00" not in out and "+0.00" not in out and "0%" not in out
+    assert "only timings differ (±0 total)" in out

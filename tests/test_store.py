@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from cli.inprocess import RequestSpec, run
+from cli.render import ms
 from exporters.store import STORE_SCHEMA, Filters, TraceStore
 from exporters.writer import StoreWriter
 from tests.conftest import ROOT, run_djtrace
-from tracer import Trace
+from tracer import Trace, aggregate
 
 PAGES = ["/books/", "/books/fast/", "/api/books/", "/boom/", "/no-such-page/"]
 
@@ -211,7 +212,8 @@ def test_list_filters_and_sorts(filled):
     result = run_djtrace("list", "--store", str(filled), "--path", "/books/*", "--limit", "1")
     assert "1 of 2 traces" in result.stdout
     result = run_djtrace("list", "--store", str(filled), "--slower-than", "100000")
-    assert result.returncode == 0 and "no traces in" in result.stdout and "match" in result.stdout
+    assert result.returncode == 0, result.stderr  # a query that matches nothing is no error
+    assert result.stdout.startswith("no traces match") and result.stderr == ""
 
 
 def test_list_rejects_bad_filters(filled):
@@ -253,7 +255,8 @@ def test_unknown_or_ambiguous_ids_are_clear(filled):
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: no trace 'abcdef0123' in {filled}"
     result = run_djtrace("show", "not-an-id", "--store", str(filled))
-    assert result.returncode == 1 and "is not a trace id" in result.stderr
+    assert result.returncode == 2  # malformed input, not an id that happens to be missing
+    assert "'not-an-id' is neither a file nor a trace id" in result.stderr
     result = run_djtrace("diff", "latest", "nope.json", "--store", str(filled))
     assert result.returncode == 2 and "error: cannot read nope.json" in result.stderr
 
@@ -323,8 +326,9 @@ def test_a_truncated_store_still_gives_every_readable_trace(tmp_path, real_trace
     assert f"{len(saved)} traces could still be read" in result.stderr
     assert f"{len(saved)} traces in" in result.stdout
     result = run_djtrace("show", saved[0]["id"], "--store", str(store))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1  # shown, and the store is still damaged
     assert "where the time went" in result.stdout
+    assert "could still be read" in result.stderr
     result = run_djtrace("capture", "--store", str(store), "--", sys.executable, "-c", "pass")
     assert result.returncode == 2 and "move it away" in result.stderr
 
@@ -370,3 +374,232 @@ def test_export_to_an_unknown_format_lists_the_known_ones(filled):
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown export format 'xml' (available: ")
     assert "jsonl" in result.stderr
+
+
+# --- what a new user runs into ---------------------------------------------------------------
+
+
+def test_files_that_are_not_traces_are_one_error_line(tmp_path, filled):
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(bytes(range(256)) * 40)
+    message = f"error: {garbage} is not a djtrace trace file (binary data, not JSON)\n"
+    for args in (["show", garbage], ["diff", garbage, "latest"], ["replay", garbage]):
+        result = run_djtrace(*map(str, args), "--store", str(filled))
+        assert result.returncode == 2, args
+        assert result.stderr == message
+    result = run_djtrace("show", str(tmp_path), "--store", str(filled))
+    assert result.returncode == 2
+    assert result.stderr == f"error: {tmp_path} is a directory, not a trace file or a trace id\n"
+
+
+def _long(traces: list[Trace]) -> list[Trace]:
+    out = []
+    for i, trace in enumerate(traces):
+        data = trace.to_dict()
+        data["id"] = f"{i:02d}" + trace.id[2:]
+        data["request"]["path"] = "/catalogue/" + "very-long-segment/" * 6 + f"{i}/"
+        data["request"]["route"] = "catalogue/" + "<slug:segment>/" * 5
+        out.append(Trace.from_dict(data))
+    return out
+
+
+def _rows(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line[:2].isalnum() and "traces in" not in line]
+
+
+@pytest.mark.parametrize("columns", ["80", "60", "40"])
+def test_list_shortens_text_but_never_cuts_a_number(tmp_path, real_traces, columns):
+    traces = _long(real_traces)
+    store = tmp_path / "traces.sqlite3"
+    with TraceStore.open(store, create=True) as opened:
+        opened.add(traces)
+    result = run_djtrace("list", "--store", str(store), env={"COLUMNS": columns})
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[0].split()
+    assert header[:3] == ["id", "when", "request"] and "status" in header and "queries" in header
+    rows = _rows(result.stdout)[1:]
+    assert len(rows) == len(traces)
+    by_id = {t.id[:10]: t for t in traces}
+    for row in rows:
+        trace = by_id[row.split()[0]]
+        assert "…" in row  # the long path gave way
+        assert f" {trace.request['status']} " in row
+        assert f" {ms(trace.duration)} " in row
+        assert row.rstrip().split()[-1] == str(len(trace.queries))  # route, worker dropped
+        if columns == "80":
+            assert len(row) <= 80
+    assert "worker and route left out: widen the terminal" in result.stdout
+
+
+def test_stats_picks_phase_columns_by_p95_and_names_them(filled):
+    narrow = run_djtrace("stats", "--store", str(filled), env={"COLUMNS": "100"})
+    assert narrow.returncode == 0, narrow.stderr
+    assert run_djtrace("stats", "--store", str(filled), env={"COLUMNS": "100"}).stdout == (
+        narrow.stdout
+    )
+    with TraceStore.open(filled) as opened:
+        routes = aggregate.by_route(opened.phase_rows())
+    biggest = {name: max(r.phase_p(name) for r in routes) for name in aggregate.phase_names(routes)}
+    ranked = sorted((n for n in biggest if ms(biggest[n]) != ms(0)), key=lambda n: -biggest[n])
+    heading = narrow.stdout.splitlines()[1].split()
+    assert heading[:6] == ["route", "n", "p50", "p95", "p99", "queries"]
+    shown = heading[6:]
+    assert 0 < len(shown) < len(ranked)
+    short = {"middleware (before)": "mw in", "templates": "tmpl", "error response": "error"}
+    short |= {"middleware (after)": "mw out", "response": "resp", "URL resolve": "URL"}
+    expected = " ".join(short.get(n, n) for n in ranked[: len(shown) + 1]).split()
+    assert sorted(shown) == sorted(expected[: len(shown)])  # the largest p95s, always
+    for line in narrow.stdout.splitlines()[3:8]:  # no number cut: every time ends in a unit
+        assert all(cell in ("ms", "s", "—") or not cell.isalpha() for cell in line.split()[2:])
+        assert not line.rstrip().endswith(("…", " m"))
+    wide = run_djtrace("stats", "--store", str(filled), env={"COLUMNS": "250"}).stdout
+    assert "unaccounted" in wide.splitlines()[1] and "gaps" not in wide
+    assert "mw in: middleware before the view" in wide and "tmpl: templates" in wide
+    assert "left out" not in wide
+
+
+def test_a_closed_pipe_ends_quietly(filled):
+    for args in (["export"], ["list"], ["stats"], ["show", "latest"]):
+        read, write = os.pipe()
+        os.close(read)  # the reader is gone before the first line (`| head -0`)
+        try:
+            result = subprocess.run(
+                [sys.executable, "-m", "cli", *args, "--store", str(filled)],
+                stdout=write,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+                env={**os.environ, "COLUMNS": "160"},
+                timeout=120,
+            )
+        finally:
+            os.close(write)
+        assert result.returncode == 141, (args, result.stderr)  # as if killed by SIGPIPE
+        assert result.stderr == "", args
+
+
+def _corrupt_middle(store: Path) -> None:
+    with sqlite3.connect(store) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = store.stat().st_size
+    with open(store, "r+b") as f:
+        f.seek(size // 2 // 4096 * 4096)
+        f.write(b"\xa5" * 4096)  # one page of garbage in the middle
+
+
+def test_every_command_notices_a_damaged_store(tmp_path, real_traces):
+    store = tmp_path / "traces.sqlite3"
+    with TraceStore.open(store, create=True) as opened:
+        opened.add(copies(real_traces, 200))
+    _corrupt_middle(store)
+    for args in (
+        ["list", "--limit", "3"],
+        ["show", "slowest"],
+        ["diff", "latest", "slowest"],
+        ["stats"],
+        ["export"],
+    ):
+        result = run_djtrace(*args, "--store", str(store))
+        assert result.returncode == 1, (args, result.stderr)
+        assert result.stderr.count(f"warning: the trace store {store} is damaged") == 1, args
+        assert "traces could still be read" in result.stderr
+        assert result.stdout.strip(), args  # and still shows what it can read
+    result = run_djtrace("capture", "--store", str(store), "--", sys.executable, "-c", "pass")
+    assert result.returncode == 2 and "move it away" in result.stderr  # never written to
+
+    with open(store, "r+b") as f:
+        f.truncate(60_000)
+    result = run_djtrace("list", "--store", str(store))
+    assert result.returncode == 1
+    assert "no trace could be read from it" in result.stderr
+    assert "saved.jsonl" not in result.stderr
+
+
+def test_exit_codes_bad_input_2_nothing_found_1_empty_list_0(tmp_path, filled):
+    store = ["--store", str(filled)]
+    cases = [
+        (["list", "--status", "oops", *store], 2),
+        (["list", "--sort", "sideways", *store], 2),  # (typer's usage error)
+        (["list", "--store", str(tmp_path / "missing.sqlite3")], 2),
+        (["show", "latest", "--store", str(ROOT / "README.md")], 2),
+        (["show", str(tmp_path / "missing.json"), *store], 2),
+        (["show", "zz-top", *store], 2),
+        (["import", str(tmp_path / "missing.jsonl"), *store], 2),
+        (["show", "abcdef0123", *store], 1),
+        (["show", "slowest", "--path", "/nowhere/*", *store], 1),
+        (["diff", "latest", "0123456789", *store], 1),
+        (["replay", "abcdef0123", *store], 1),
+        (["list", "--path", "/nowhere/*", *store], 0),
+        (["stats", "--path", "/nowhere/*", *store], 0),
+    ]
+    for args, code in cases:
+        result = run_djtrace(*args)
+        assert result.returncode == code, (args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        if code and "--sort" not in args:
+            assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, args
+        elif not code:
+            assert result.stdout.startswith("no traces match these filters in"), args
+
+
+def test_import_says_what_the_file_is(tmp_path, real_traces):
+    target = tmp_path / "store.sqlite3"
+    garbage = tmp_path / "garbage.bin"
+    garbage.write_bytes(os.urandom(3000))
+    result = run_djtrace("import", str(garbage), "--store", str(target))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: {garbage} is not a JSON Lines file of djtrace traces; nothing imported\n"
+    )
+    assert not target.exists()
+
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"a": 1}\n')
+    jaeger = tmp_path / "jaeger.json"
+    run_djtrace("request", "/books/fast/", "--format", "json")  # (any trace will do)
+    from exporters.jaeger_json import to_jaeger_json
+
+    jaeger.write_text(json.dumps(to_jaeger_json(real_traces[:1])))
+    for file in (other, jaeger):
+        result = run_djtrace("import", str(file), "--store", str(target))
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"error: {file}: not a djtrace trace (no schema field); nothing imported\n"
+        )
+        assert "upgrade" not in result.stderr
+    assert not target.exists()
+
+    pretty = tmp_path / "books.json"
+    result = run_djtrace("request", "/books/fast/", "--format", "json")
+    pretty.write_text(result.stdout)
+    assert len(result.stdout.splitlines()) > 20  # one trace document over many lines
+    result = run_djtrace("import", str(pretty), "--store", str(target))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"imported 1 trace into {target}\n"
+
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([t.to_dict() for t in real_traces[:2]], indent=1))
+    result = run_djtrace("import", str(array), "--store", str(target))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"imported 2 traces into {target}\n"
+
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps(real_traces[2].to_dict()) + "\n{oops\n")
+    result = run_djtrace("import", str(mixed), "--store", str(target))
+    assert result.returncode == 1
+    assert result.stdout == f"imported 1 trace into {target}; skipped 1 bad line\n"
+    assert set(stored_ids(target)) == {t.id for t in real_traces[:3]} | {
+        json.loads(pretty.read_text())["id"]
+    }
+
+
+def test_exported_files_are_private(tmp_path, filled):
+    for fmt in ("jsonl", "jaeger-json", "chrome"):
+        out = tmp_path / f"out.{fmt}"
+        result = run_djtrace("export", "--to", fmt, "-o", str(out), "--store", str(filled))
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == f"exported 5 traces to {out}\n"
+        assert oct(out.stat().st_mode & 0o777) == oct(0o600), fmt
+    one = run_djtrace("export", "--limit", "1", "-o", str(tmp_path / "one.jsonl"), "--store",
+                      str(filled))  # fmt: skip
+    assert one.stderr == f"exported 1 trace to {tmp_path / 'one.jsonl'}\n"

@@ -23,6 +23,7 @@ from tracer import body, redact
 from tracer.model import Span, Trace, current_thread_name
 from tracer.patching import patch
 from tracer.recorder import (
+    NOT_ERRORS,
     Collector,
     begin_trace,
     close_span,
@@ -31,7 +32,6 @@ from tracer.recorder import (
     finish_trace,
     mark_error,
     open_span,
-    span_scope,
     tracer_failed,
 )
 
@@ -217,19 +217,34 @@ def _close(original: Any) -> Any:
             return original(self)
         trace, root, collector = entry.trace, entry.root, entry.collector
         _end_body(entry)
-        token = current.set((trace, root, collector))
         try:
-            with span_scope((trace, root, collector), "response.close", "close"):
-                return original(self)
+            span = open_span(trace, root, "response.close", "close")
+        except Exception:
+            tracer_failed(trace, "response.close start")
+            span = None
+        # One context switch for the close phase: its span is the parent of what close() runs.
+        token = current.set((trace, root if span is None else span, collector))
+        try:
+            return original(self)
+        except BaseException as exc:
+            if span is not None and not isinstance(exc, NOT_ERRORS):
+                mark_error(span, exc)
+            raise
         finally:
+            if span is not None:
+                close_span(trace, span)
             current.reset(token)
             finish_trace(trace, root, collector)
 
     return close
 
 
-def _streamed(entry: _Open, chunks: Iterator[Any]) -> Iterator[Any]:
-    """Yield the body while timing it; work the body does (a generator's queries) nests here."""
+def _streamed(entry: _Open, chunks: Iterator[Any], runs_code: bool) -> Iterator[Any]:
+    """Yield the body while timing it; work the body does (a generator's queries) nests here.
+
+    `runs_code` is False for a plain HttpResponse, whose chunks are bytes already made:
+    nothing can run while they are read, so there is no context to switch per chunk.
+    """
     trace, root, collector = entry.trace, entry.root, entry.collector
     span = entry.body = open_span(trace, root, "response.stream", "body")
     if span is None:
@@ -238,6 +253,12 @@ def _streamed(entry: _Open, chunks: Iterator[Any]) -> Iterator[Any]:
     state = (trace, span, collector)
     sent = count = 0
     try:
+        if not runs_code:
+            for chunk in chunks:
+                sent += len(chunk)
+                count += 1
+                yield chunk
+            return
         while True:
             token = current.set(state)
             try:
@@ -286,7 +307,7 @@ def _iter(original: Any) -> Any:
         if entry is None or entry.streaming:
             return chunks
         entry.streaming = True
-        return _streamed(entry, iter(chunks))
+        return _streamed(entry, iter(chunks), self.streaming)
 
     return __iter__
 

@@ -82,9 +82,17 @@ def _layer(inner: Any, name: str | None) -> Any:
         state = current.get()
         if state is None:
             return inner(request)
+        # `_enter`/`_leave` spelled out: this runs for every layer of every request.
         trace, outer, collector = state
         try:
-            span, token, split = _enter(trace, outer, collector, name)
+            start = clock() - trace._t0
+            split = outer is not None and outer.phase == "middleware"
+            if split and "inner_start" not in outer.attrs:
+                outer.attrs["inner_start"] = start
+            span = (
+                None if name is None else open_span(trace, outer, "middleware", name, None, start)
+            )
+            token = None if span is None else current.set((trace, span, collector))
         except Exception:
             tracer_failed(trace, "middleware start")
             return inner(request)
@@ -95,7 +103,15 @@ def _layer(inner: Any, name: str | None) -> Any:
                 mark_error(span, exc)
             raise
         finally:
-            _leave(trace, outer, span, token, split)
+            try:
+                end = clock() - trace._t0
+                if span is not None:
+                    span.duration = end - span.start
+                    current.reset(token)
+                if split:
+                    outer.attrs["inner_end"] = end
+            except Exception:
+                tracer_failed(trace, "middleware end")
 
     return sync_layer
 
