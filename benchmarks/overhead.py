@@ -7,7 +7,7 @@ own, and the configurations take turns, round after round, so a slow stretch of 
 machine hits them all alike. Every ratio compares a configuration with the baseline of
 the same round.
 
-    python benchmarks/overhead.py                 # 5 rounds, the table on stdout
+    python benchmarks/overhead.py                 # 7 rounds, Markdown tables on stdout
     python benchmarks/overhead.py --rounds 9 --requests 300 --json results.json
 
 Configurations:
@@ -45,6 +45,11 @@ DEFAULT_CONFIGS = CONFIGS[:5]
 PATHS = ("/bench/trivial/", "/books/", "/cached/", "/api/books/")
 LABELS = {"/bench/trivial/": "trivial", "/books/": "N+1 /books/", "/cached/": "/cached/"}
 LABELS["/api/books/"] = "/api/books/"
+#: The modules a configuration needs beyond djtrace's own dependencies.
+NEEDS = {
+    "otel": ("opentelemetry.instrumentation.django", "opentelemetry.instrumentation.sqlite3"),
+    "sentry": ("sentry_sdk",),
+}
 
 
 # --- the child: one configuration, one round --------------------------------------------------
@@ -406,8 +411,8 @@ def report(rounds: list[dict[str, dict[str, Any]]], args: argparse.Namespace) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=150, help="per request kind per round")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--requests", type=int, default=100, help="per request kind per round")
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument(
         "--configs",
@@ -428,6 +433,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown configuration(s) {', '.join(unknown)}; pick from {CONFIGS}")
     if "baseline" not in configs:
         configs.insert(0, "baseline")
+    skipped = [c for c in configs if not all(_importable(m) for m in NEEDS.get(c, ()))]
+    for config in skipped:
+        configs.remove(config)
+        print(
+            f"skipping {config}: {', '.join(NEEDS[config])} not installed "
+            "(pip install --no-deps -r benchmarks/requirements.txt)",
+            file=sys.stderr,
+        )
     with tempfile.TemporaryDirectory(prefix="djtrace-bench-") as data:
         env = {**os.environ, "DJTRACE_SAMPLE_DATA": data, "PYTHONPATH": str(ROOT)}
         for name in ("DJTRACE_SAMPLE_DB", "DJTRACE_SAMPLE_CACHE", "DJTRACE_SAMPLE_DEBUG"):
@@ -445,7 +458,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rounds, indent=1))
     print(report(rounds, args))
+    for config in skipped:
+        print(f"\n{config}: not measured (its packages are not installed).")
     return 0
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 if __name__ == "__main__":

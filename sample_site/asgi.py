@@ -7,3 +7,8 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sample_site.settings")
 
 application = get_asgi_application()
+
+# A demo should answer on a fresh machine: create and seed its database on first start.
+from sample_site.seed import ensure_database  # noqa: E402
+
+ensure_database()

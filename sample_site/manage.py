@@ -14,6 +14,14 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sample_site.settings")
     from django.core.management import execute_from_command_line
 
+    if len(sys.argv) > 1 and sys.argv[1] == "runserver":
+        # runserver checks migrations before loading the app: seed first on a fresh machine.
+        import django
+
+        from sample_site.seed import ensure_database
+
+        django.setup()
+        ensure_database()
     execute_from_command_line(sys.argv)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -69,15 +71,34 @@ def ensure_database() -> None:
         return
     from django.db import connection
 
-    if connection.vendor == "postgresql":
-        _ensure_pg_database()
-    elif connection.vendor == "sqlite":
-        name = str(connection.settings_dict["NAME"])
-        if name and name != ":memory:" and not name.startswith("file:"):
-            Path(name).parent.mkdir(parents=True, exist_ok=True)
-    _migrate_if_needed()
-    _seed_if_empty()
+    # Several server workers may start at once on a fresh machine: one seeds, the rest wait.
+    with _seed_lock():
+        if connection.vendor == "postgresql":
+            _ensure_pg_database()
+        elif connection.vendor == "sqlite":
+            name = str(connection.settings_dict["NAME"])
+            if name and name != ":memory:" and not name.startswith("file:"):
+                Path(name).parent.mkdir(parents=True, exist_ok=True)
+        _migrate_if_needed()
+        _seed_if_empty()
     _done = True
+
+
+@contextlib.contextmanager
+def _seed_lock() -> Iterator[None]:
+    directory = data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process at a time is the user's own doing there
+        yield
+        return
+    with open(directory / ".seed.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _ensure_pg_database() -> None:

@@ -94,7 +94,7 @@ def _where(request: Any, mode: str) -> dict[str, Any]:
     return where
 
 
-_settings: list[str | None] = []
+_settings: list[str] = []
 
 
 def _settings_module() -> str | None:
@@ -102,7 +102,13 @@ def _settings_module() -> str | None:
     if not _settings:
         from django.conf import settings
 
-        _settings.append(getattr(settings, "SETTINGS_MODULE", None))
+        # Under override_settings the wrapped holder has no SETTINGS_MODULE: don't keep that.
+        module = getattr(settings, "SETTINGS_MODULE", None) or os.environ.get(
+            "DJANGO_SETTINGS_MODULE"
+        )
+        if not module:
+            return None
+        _settings.append(module)
     return _settings[0]
 
 
