@@ -2,13 +2,12 @@
 
 The same request mix (a trivial view, sample_site's N+1 page /books/, the cache view
 /cached/ and the JSON view /api/books/) goes through Django's real WSGIHandler in-process,
-body iterated and closed as a server does. Each configuration runs in a process of its
-own, and the configurations take turns, round after round, so a slow stretch of the
-machine hits them all alike. Every ratio compares a configuration with the baseline of
-the same round.
+body iterated and closed as a server does. Each configuration runs in processes of its
+own; round after round, each runs a short batch between two baseline batches, so a slow
+stretch of the machine hits both sides of every ratio alike.
 
-    python benchmarks/overhead.py                 # 7 rounds, Markdown tables on stdout
-    python benchmarks/overhead.py --rounds 9 --requests 300 --json results.json
+    python benchmarks/overhead.py                          # Markdown tables on stdout
+    python benchmarks/overhead.py --rounds 60 --json out.json   # longer, raw figures too
 
 Configurations:
   baseline       djtrace not installed ("tracer" removed from INSTALLED_APPS)
@@ -52,7 +51,7 @@ NEEDS = {
 }
 
 
-# --- the child: one configuration, one round --------------------------------------------------
+# --- the child: one configuration, batch after batch ------------------------------------------
 
 
 def _environ(path: str) -> dict[str, Any]:
@@ -226,7 +225,13 @@ def _memory_per_trace(handler: Any, path: str, count: int = 30) -> int:
     return (after - before) // max(len(held), 1)
 
 
-def child(config: str, requests: int, warmup: int) -> dict[str, Any]:
+def child(config: str, warmup: int) -> None:
+    """Set one configuration up, then run a batch of requests each time the parent asks.
+
+    Protocol (one JSON document per line): the child says {"ready": true} once warm; each
+    "run N" line gets back the batch's median time and spans per request kind; "quit" gets
+    the final extras (memory per trace) and ends the process.
+    """
     sys.path.insert(0, str(ROOT))
     os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
     os.environ["DJTRACE_BENCH_TRACER"] = "1" if config.startswith("djtrace") else "0"
@@ -247,45 +252,154 @@ def child(config: str, requests: int, warmup: int) -> dict[str, Any]:
     ensure_database()
     if config in ("djtrace", "djtrace+store"):
         spans, info = _setup_djtrace(store=config == "djtrace+store")
+    writer = info.pop("writer", None)
     handler = WSGIHandler()
 
     for _ in range(warmup):
         for path in PATHS:
             _serve(handler, path)
             spans()
-    clock = time.perf_counter_ns
-    times: dict[str, list[int]] = {path: [] for path in PATHS}
-    counts: dict[str, list[int]] = {path: [] for path in PATHS}
-    for _ in range(requests):
-        for path in PATHS:  # the paths interleave too
-            t0 = clock()
-            _serve(handler, path)
-            times[path].append(clock() - t0)
-            counts[path].append(spans())
-    writer = info.pop("writer", None)
-    if writer is not None:  # traces the writer had to drop (queue full) while measured
-        info["dropped"] = getattr(writer, "dropped", None)
-    result: dict[str, Any] = {
-        "config": config,
-        "median_ns": {path: statistics.median(values) for path, values in times.items()},
-        "spans": {path: statistics.median(values) for path, values in counts.items()},
-        **info,
-    }
+    _settle(writer)
+    _reply({"ready": True, **info})
+    clock, cpu = time.perf_counter_ns, time.process_time_ns
+    for line in sys.stdin:
+        command, _, arg = line.strip().partition(" ")
+        if command != "run":
+            break
+        times: dict[str, list[int]] = {path: [] for path in PATHS}
+        cpu_times: dict[str, list[int]] = {path: [] for path in PATHS}
+        counts: dict[str, list[int]] = {path: [] for path in PATHS}
+        for _ in range(int(arg)):
+            for path in PATHS:  # the request kinds interleave too
+                c0 = cpu()
+                t0 = clock()
+                _serve(handler, path)
+                t1 = clock()
+                times[path].append(t1 - t0)
+                cpu_times[path].append(cpu() - c0)
+                counts[path].append(spans())
+        catch_up = _settle(writer)
+        _reply(
+            {
+                "median_ns": {path: statistics.median(v) for path, v in times.items()},
+                "cpu_median_ns": {path: statistics.median(v) for path, v in cpu_times.items()},
+                "spans": {path: statistics.median(v) for path, v in counts.items()},
+                "catch_up_ns": catch_up,
+                "dropped": getattr(writer, "dropped", None),
+            }
+        )
+    final: dict[str, Any] = {}
     if config == "djtrace":
-        result["memory"] = {path: _memory_per_trace(handler, path) for path in PATHS}
-    return result
+        final["memory"] = {path: _memory_per_trace(handler, path) for path in PATHS}
+    _reply(final)
 
 
-# --- the parent: rounds of child processes, then the table ------------------------------------
+def _settle(writer: Any) -> int:
+    """Let a background writer finish what the batch queued, so its thread does not run
+    during another configuration's batch; returns how long that took (ns)."""
+    flush = getattr(writer, "flush", None)
+    if flush is None:
+        return 0
+    t0 = time.perf_counter_ns()
+    flush()
+    return time.perf_counter_ns() - t0
 
 
-def _run_child(config: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", config]
-    command += ["--requests", str(args.requests), "--warmup", str(args.warmup)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise SystemExit(f"error: {config} failed:\n{done.stderr.strip()[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def _reply(document: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(document) + "\n")
+    sys.stdout.flush()
+
+
+# --- the parent: a process per configuration, rounds of batches, the table -------------------
+
+
+def _round(
+    children: dict[str, _Child], others: list[str], index: int, requests: int
+) -> dict[str, dict[str, Any]]:
+    """One round: baseline, A, baseline, B, …, baseline. Each configuration is compared
+    with the mean of the two baseline batches around it, which cancels a drift of the
+    machine's speed over the round; the order rotates from round to round."""
+    order = others[index % len(others) :] + others[: index % len(others)] if others else []
+    run = f"run {requests}"
+    bases = [children["baseline"].ask(run)]
+    results: dict[str, dict[str, Any]] = {}
+    for config in order:
+        results[config] = {**children[config].ask(run), **children[config].info}
+        bases.append(children["baseline"].ask(run))
+        before, after = bases[-2], bases[-1]
+        for key in KINDS:
+            results[config]["base_" + key] = {
+                path: (before[key][path] + after[key][path]) / 2 for path in PATHS
+            }
+    results["baseline"] = {
+        key: {path: statistics.median(b[key][path] for b in bases) for path in PATHS}
+        for key in KINDS
+    }
+    results["baseline"]["spans"] = bases[0]["spans"]
+    return results
+
+
+def _generation(
+    configs: list[str],
+    others: list[str],
+    indexes: range,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    rounds: list[dict[str, dict[str, Any]]],
+) -> dict[str, dict[str, Any]]:
+    """Start a process per configuration, run the rounds `indexes`, end the processes."""
+    children: dict[str, _Child] = {}
+    try:
+        for config in configs:  # one after the other: the first one seeds the database
+            children[config] = _Child(config, args, env)
+        for i in indexes:
+            rounds.append(_round(children, others, i, args.requests))
+            print(f"round {i + 1}/{args.rounds} done", file=sys.stderr)
+        return {config: one.finish() for config, one in children.items()}
+    finally:
+        for one in children.values():
+            if one.process.poll() is None:
+                one.process.kill()
+
+
+class _Child:
+    """One configuration's process, kept alive between its batches."""
+
+    def __init__(self, config: str, args: argparse.Namespace, env: dict[str, str]) -> None:
+        self.config = config
+        command = [sys.executable, str(Path(__file__).resolve()), "--child", config]
+        command += ["--warmup", str(args.warmup)]
+        self.process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.info = self._read()
+
+    def _read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            assert self.process.stderr is not None
+            error = self.process.stderr.read().strip()[-2000:]
+            raise SystemExit(f"error: {self.config} failed:\n{error}")
+        return json.loads(line)
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def finish(self) -> dict[str, Any]:
+        final = self.ask("quit")
+        self.process.wait(timeout=120)
+        return final
 
 
 def _versions() -> dict[str, str]:
@@ -322,22 +436,83 @@ def _us(ns: float) -> str:
     return f"{ns / 1000:,.0f} µs"
 
 
+KINDS = {
+    "median_ns": "Wall-clock time",
+    "cpu_median_ns": "CPU time (the whole process, background threads included)",
+}
+
+
 def report(rounds: list[dict[str, dict[str, Any]]], args: argparse.Namespace) -> str:
     configs = [c for c in CONFIGS if c in rounds[0]]
     lines: list[str] = []
     out = lines.append
+    for key, title in KINDS.items():
+        out(f"**{title}** per request: median µs, then the median over {len(rounds)} rounds of")
+        out("the ratio to that round's baseline (whole mix: one request of each kind).")
+        out("")
+        _timing_table(rounds, configs, key, out)
+        out("")
+        _cost_per_span_table(rounds, configs, key, out)
+        out("")
 
-    def per_round(config: str, path: str | None) -> tuple[list[float], list[float]]:
-        """(medians, ratios to the same round's baseline); path None is the whole mix."""
-        medians, ratios = [], []
-        for r in rounds:
-            mine, base = r[config]["median_ns"], r["baseline"]["median_ns"]
-            m = sum(mine.values()) if path is None else mine[path]
-            b = sum(base.values()) if path is None else base[path]
-            medians.append(m)
-            ratios.append(m / b)
-        return medians, ratios
+    out("| spans per request | " + " | ".join(LABELS[p] for p in PATHS) + " |")
+    out("|---|" + "---:|" * len(PATHS))
+    for config in configs:
+        counts = [statistics.median(r[config]["spans"][p] for r in rounds) for p in PATHS]
+        if config == "baseline" or not any(counts):
+            continue
+        out(f"| {config} | " + " | ".join(f"{c:g}" for c in counts) + " |")
+    out("")
 
+    memory = [r["djtrace"]["memory"] for r in rounds if "memory" in r.get("djtrace", {})]
+    if memory:
+        cells = [f"{statistics.median(m[p] for m in memory) / 1024:.1f} KiB" for p in PATHS]
+        out("| memory per finished trace | " + " | ".join(LABELS[p] for p in PATHS) + " |")
+        out("|---|" + "---:|" * len(PATHS))
+        out("| djtrace (tracemalloc, traces held) | " + " | ".join(cells) + " |")
+        out("")
+    store = next((r["djtrace+store"].get("store") for r in rounds if "djtrace+store" in r), None)
+    if store:
+        last = rounds[-1]["djtrace+store"]
+        catch_up = statistics.median(
+            r["djtrace+store"]["catch_up_ns"] / (args.requests * len(PATHS)) for r in rounds
+        )
+        out(
+            f"djtrace+store writer: {store}. Traces dropped on a full queue: "
+            f"{last.get('dropped')}. After each batch the writer needed another "
+            f"{catch_up / 1000:.0f} µs per request to finish writing (not in the times above)."
+        )
+    out(
+        f"{len(rounds)} rounds; each configuration in a process of its own ({args.processes} "
+        f"in turn over the run), warmed up with {args.warmup} requests of each kind; in every "
+        f"round each runs a batch of {args.requests} requests of each kind, between two "
+        "baseline batches (the ratio's denominator is their mean)."
+    )
+    out("")
+    for name, value in _versions().items():
+        out(f"- {name} {value}")
+    out(f"- machine: {_machine()}")
+    return "\n".join(lines)
+
+
+def _per_round(
+    rounds: list[dict[str, dict[str, Any]]], config: str, path: str | None, key: str
+) -> tuple[list[float], list[float]]:
+    """(medians, ratios to the same round's baseline); path None is the whole mix."""
+    medians, ratios = [], []
+    for r in rounds:
+        mine = r[config][key]
+        base = r[config].get("base_" + key) or r["baseline"][key]
+        m = sum(mine.values()) if path is None else mine[path]
+        b = sum(base.values()) if path is None else base[path]
+        medians.append(m)
+        ratios.append(m / b)
+    return medians, ratios
+
+
+def _timing_table(
+    rounds: list[dict[str, dict[str, Any]]], configs: list[str], key: str, out: Any
+) -> None:
     columns = [*PATHS, None]
     header = ["config", *(LABELS[p] for p in PATHS), "whole mix"]
     out("| " + " | ".join(header) + " |")
@@ -345,31 +520,26 @@ def report(rounds: list[dict[str, dict[str, Any]]], args: argparse.Namespace) ->
     for config in configs:
         cells = [config]
         for path in columns:
-            medians, ratios = per_round(config, path)
+            medians, ratios = _per_round(rounds, config, path, key)
             cells.append(f"{_us(statistics.median(medians))} {statistics.median(ratios):.3f}×")
         out("| " + " | ".join(cells) + " |")
-    out("")
-    out(
-        "Median µs per request (whole mix: one request of each kind), then the median over "
-        f"{len(rounds)} rounds of the ratio to that round's baseline."
-    )
     spread = []
     for path in columns:
-        medians, _ = per_round("baseline", path)
-        mid = statistics.median(medians)
-        spread.append(max(abs(m / mid - 1) for m in medians))
-    out(f"Baseline round-to-round spread: up to ±{max(spread) * 100:.1f}% (the noise floor).")
-    out("")
+        medians, _ = _per_round(rounds, "baseline", path, key)
+        if len(medians) >= 2:
+            q1, mid, q3 = statistics.quantiles(medians, n=4)
+            spread.append((q3 - q1) / 2 / mid)
+    if spread:
+        out("")
+        out(
+            f"Noise: the baseline's own round medians vary by ±{max(spread) * 100:.1f}% "
+            "(half their interquartile range, worst request kind)."
+        )
 
-    out("| spans per request | " + " | ".join(LABELS[p] for p in PATHS) + " |")
-    out("|---|" + "---:|" * len(PATHS))
-    for config in configs:
-        if config == "baseline":
-            continue
-        counts = [statistics.median(r[config]["spans"][p] for r in rounds) for p in PATHS]
-        out(f"| {config} | " + " | ".join(f"{c:g}" for c in counts) + " |")
-    out("")
 
+def _cost_per_span_table(
+    rounds: list[dict[str, dict[str, Any]]], configs: list[str], key: str, out: Any
+) -> None:
     out("| cost per span (overhead ÷ spans) | " + " | ".join(LABELS[p] for p in PATHS) + " |")
     out("|---|" + "---:|" * len(PATHS))
     for config in configs:
@@ -379,41 +549,28 @@ def report(rounds: list[dict[str, dict[str, Any]]], args: argparse.Namespace) ->
         for path in PATHS:
             per_span = []
             for r in rounds:
-                extra = r[config]["median_ns"][path] - r["baseline"]["median_ns"][path]
+                base = r[config].get("base_" + key) or r["baseline"][key]
+                extra = r[config][key][path] - base[path]
                 n = r[config]["spans"][path]
                 if n:
                     per_span.append(extra / n)
             cells.append(f"{statistics.median(per_span) / 1000:.2f} µs" if per_span else "–")
-        out(f"| {config} | " + " | ".join(cells) + " |")
-    out("")
-
-    memory = [r["djtrace"]["memory"] for r in rounds if "memory" in r.get("djtrace", {})]
-    if memory:
-        cells = [f"{statistics.median(m[p] for m in memory) / 1024:.1f} KiB" for p in PATHS]
-        out("| memory per finished djtrace trace | " + " | ".join(cells) + " |")
-        out("|---|" + "---:|" * len(PATHS))
-        out("")
-    store = next((r["djtrace+store"].get("store") for r in rounds if "djtrace+store" in r), None)
-    if store:
-        dropped = [r["djtrace+store"].get("dropped") for r in rounds if "djtrace+store" in r]
-        drops = sum(d for d in dropped if d) if any(d is not None for d in dropped) else "?"
-        out(f"djtrace+store writer: {store}; traces dropped on a full queue: {drops}.")
-    out(
-        f"{len(rounds)} rounds × {len(configs)} configurations, one process each; "
-        f"{args.warmup} warm-up and {args.requests} measured requests of each kind per process."
-    )
-    out("")
-    for name, value in _versions().items():
-        out(f"- {name} {value}")
-    out(f"- machine: {_machine()}")
-    return "\n".join(lines)
+        if any(cell != "–" for cell in cells):
+            out(f"| {config} | " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--requests", type=int, default=100, help="per request kind per round")
-    parser.add_argument("--warmup", type=int, default=30)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=30, help="rounds of batches")
+    parser.add_argument("--requests", type=int, default=10, help="requests of each kind per batch")
+    parser.add_argument(
+        "--warmup", type=int, default=30, help="requests of each kind before measuring"
+    )
+    parser.add_argument(
+        "--processes", type=int, default=5, help="processes per configuration over the run"
+    )
     parser.add_argument(
         "--configs",
         default=",".join(DEFAULT_CONFIGS),
@@ -424,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.child:
-        print(json.dumps(child(args.child, args.requests, args.warmup)))
+        child(args.child, args.warmup)
         return 0
 
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -445,16 +602,18 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "DJTRACE_SAMPLE_DATA": data, "PYTHONPATH": str(ROOT)}
         for name in ("DJTRACE_SAMPLE_DB", "DJTRACE_SAMPLE_CACHE", "DJTRACE_SAMPLE_DEBUG"):
             env.pop(name, None)  # sample_site's embedded defaults: SQLite, locmem cache
-        _run_child("baseline", argparse.Namespace(requests=1, warmup=1), env)  # seed the db
         rounds: list[dict[str, dict[str, Any]]] = []
-        for i in range(args.rounds):
-            # Rotate the order so no configuration always runs right after another.
-            order = configs[i % len(configs) :] + configs[: i % len(configs)]
-            results = {}
-            for config in order:
-                results[config] = _run_child(config, args, env)
-                print(f"round {i + 1}/{args.rounds}: {config} done", file=sys.stderr)
-            rounds.append(results)
+        others = [c for c in configs if c != "baseline"]
+        generations = max(1, min(args.processes, args.rounds))
+        for generation in range(generations):
+            # Fresh processes now and then: a process's luck (memory layout, hash seed) is
+            # fixed for its life, and would otherwise be the whole run's.
+            first = generation * args.rounds // generations
+            last = (generation + 1) * args.rounds // generations
+            finals = _generation(configs, others, range(first, last), args, env, rounds)
+            for results in rounds[first:last]:
+                for config, final in finals.items():
+                    results[config].update(final)
     if args.json:
         Path(args.json).write_text(json.dumps(rounds, indent=1))
     print(report(rounds, args))
