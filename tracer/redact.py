@@ -99,6 +99,8 @@ def sensitive_positions(sql: str) -> tuple[int, ...]:
     return tuple(positions)
 
 
+_SEQUENCES = (tuple, list)
+
 _KEYWORDS = frozenset(
     [
         "SELECT",
@@ -151,6 +153,9 @@ _KEYWORDS = frozenset(
 
 def sql_params(sql: Any, params: Any) -> Any:
     """`params` with those bound to sensitive columns redacted (same shape: tuple or dict)."""
+    # The usual case first, on every query: a tuple or list for SQL with nothing sensitive.
+    if type(params) in _SEQUENCES and type(sql) is str and not sensitive_positions(sql):
+        return params
     if not params:
         return params
     if isinstance(params, Mapping):

@@ -16,9 +16,6 @@ from tracer.patching import patch
 from tracer.recorder import State, clock, current, mark_error, open_span, tracer_failed
 from tracer.source import user_source
 
-_SEQUENCES = (tuple, list)
-_sensitive_positions = redact.sensitive_positions
-
 
 def _run(state: State, cursor: CursorWrapper, run: Any, sql: Any, params: Any, many: bool) -> Any:
     trace = state[0]
@@ -35,13 +32,7 @@ def _run(state: State, cursor: CursorWrapper, run: Any, sql: Any, params: Any, m
             if isinstance(params, (list, tuple)):
                 attrs["batch"] = len(params)
         elif params is not None:
-            # What redact.sql_params returns in the usual case (a tuple or list of parameters
-            # for SQL with no sensitive-looking column: the same object), without its
-            # Mapping check; anything else goes through it.
-            if type(params) in _SEQUENCES and type(sql) is str and not _sensitive_positions(sql):
-                attrs["params"] = params
-            else:
-                attrs["params"] = redact.sql_params(sql, params)
+            attrs["params"] = redact.sql_params(sql, params)
         source = user_source(3)
         if source is not None:
             attrs["source"] = source
