@@ -19,7 +19,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from tracer.model import Trace
 from tracer.patching import patch
-from tracer.recorder import State, close_span, current, mark_error, open_span, tracer_failed
+from tracer.recorder import State, current, open_span, span_scope, tracer_failed
 
 # Per trace, the aliases whose connection the trace has already accounted for.
 _seen: weakref.WeakKeyDictionary[Trace, set[str]] = weakref.WeakKeyDictionary()
@@ -66,7 +66,7 @@ def _connect(original: Any) -> Any:
 
 
 def _traced_connect(state: State, db: BaseDatabaseWrapper, original: Any) -> Any:
-    trace, parent, collector = state
+    trace = state[0]
     try:
         pooled = _pooled(db)
         attrs: dict[str, Any] = {
@@ -77,27 +77,18 @@ def _traced_connect(state: State, db: BaseDatabaseWrapper, original: Any) -> Any
             "reused": False,
         }
         _mark_seen(trace, db.alias)
-        span = open_span(trace, parent, "db.connect", db.alias, attrs)
     except Exception:
         tracer_failed(trace, "db.connect start")
         return original(db)
-    if span is None:
-        return original(db)
     # Work done while connecting (init queries, connection_created receivers) nests here.
-    token = current.set((trace, span, collector))
-    try:
-        return original(db)
-    except Exception as exc:
-        mark_error(span, exc)
-        raise
-    finally:
-        current.reset(token)
-        close_span(trace, span)
-        if pooled and span.error is None:
-            try:
-                _pool_stats(db, attrs)
-            except Exception:
-                tracer_failed(trace, "db.connect pool stats")
+    with span_scope(state, "db.connect", db.alias, attrs) as span:
+        connection = original(db)
+    if pooled and span is not None:
+        try:
+            _pool_stats(db, attrs)
+        except Exception:
+            tracer_failed(trace, "db.connect pool stats")
+    return connection
 
 
 def _ensure_connection(original: Any) -> Any:
@@ -131,7 +122,7 @@ def _close(original: Any) -> Any:
         # Nothing to close (or closing is deferred to the end of an atomic block).
         if state is None or self.connection is None or self.closed_in_transaction:
             return original(self)
-        trace, parent, collector = state
+        trace = state[0]
         try:
             pooled = _pooled(self)
             attrs = {
@@ -140,21 +131,13 @@ def _close(original: Any) -> Any:
                 "pooled": pooled,
                 "action": "returned" if pooled else "closed",
             }
-            span = open_span(trace, parent, "db.close", self.alias, attrs)
         except Exception:
             tracer_failed(trace, "db.close start")
             return original(self)
-        if span is None:
-            return original(self)
-        token = current.set((trace, span, collector))
         try:
-            return original(self)
-        except Exception as exc:
-            mark_error(span, exc)
-            raise
+            with span_scope(state, "db.close", self.alias, attrs):
+                return original(self)
         finally:
-            current.reset(token)
-            close_span(trace, span)
             # A later use in this trace opens a new connection, so it is not "reused".
             seen = _seen.get(trace)
             if seen is not None:
