@@ -99,6 +99,7 @@ class Trace:
         "tracer_errors",
         "closed",
         "_t0",
+        "_connections",
         "__weakref__",
     )
 
@@ -122,6 +123,8 @@ class Trace:
         self.tracer_errors = 0
         self.closed = False
         self._t0 = time.perf_counter_ns()
+        # Database aliases whose connection this trace has accounted for (tracer.hooks.connections).
+        self._connections: set[str] = set()
 
     def __repr__(self) -> str:
         label = f"{self.request.get('method', '')} {self.request.get('path', '')}".strip()

@@ -1,9 +1,10 @@
 """The file:line in the user's code that caused a span (a query, a cache call…).
 
 Walks up from the hook to the first frame whose code is not Django's, djtrace's, the
-standard library's or an installed package's. Whether a code object is "user code" is
-decided once per code object and cached, so the walk is a few dict lookups per frame, and
-the `path:line` text is made once per line, so every query from one line shares it.
+standard library's or an installed package's. Whether a file is "user code" is decided
+once per file and cached under its `co_filename` (a string whose hash is cached, unlike a
+code object's), so the walk is one dict lookup per frame, and the `path:line` text is made
+once per line, so every query from one line shares it.
 """
 
 from __future__ import annotations
@@ -11,15 +12,15 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
-from types import CodeType, FrameType
+from types import FrameType
 
-# id(code) -> (code, display path or None when not user code, {line: "path:line"}). Keyed by
-# id because hashing a code object hashes its constants every time; the entry holds the code
-# itself, so the id cannot be reused by another code object while it is cached.
-_user_path: dict[int, tuple[CodeType, str | None, dict[int, str]]] = {}
-
-# A sync_to_async hop: frames above it belong to whatever the worker thread was parked in,
+# Files known not to be user code: the walk skips their frames with one set lookup each.
+_library_files: set[str] = set()
+# A user file -> (display path, {line: "path:line"}); None for asgiref's files: a
+# sync_to_async hop, where frames above belong to whatever the worker thread was parked in,
 # not to the coroutine that awaited the call, so the walk stops there.
+_other_files: dict[str, tuple[str, dict[int, str]] | None] = {}
+
 _BOUNDARY = ""
 
 
@@ -48,13 +49,12 @@ _roots: tuple[str, ...] | None = None
 _user_roots: tuple[str, ...] = ()
 
 
-def _classify(code: CodeType) -> str | None:
+def _classify(filename: str) -> str | None:
     global _roots, _user_roots
     if _roots is None:
         _roots = _library_roots()
         sample = _sample_site_root()
         _user_roots = (sample,) if sample else ()
-    filename = code.co_filename
     if filename.startswith("<"):
         return None
     path = os.path.realpath(filename)
@@ -76,23 +76,34 @@ def _display_path(path: str) -> str:
     return os.path.relpath(path, base)
 
 
+def _learn(filename: str) -> None:
+    path = _classify(filename)
+    if path is None:
+        _library_files.add(filename)
+    else:
+        _other_files[filename] = (path, {}) if path else None
+
+
 def user_source(depth: int = 2) -> str | None:
     """`path:line` of the nearest user frame above the caller, or None."""
     frame: FrameType | None = sys._getframe(depth)
-    cache = _user_path
+    library = _library_files
     while frame is not None:
-        code = frame.f_code
-        entry = cache.get(id(code))
-        if entry is None:
-            entry = cache[id(code)] = (code, _classify(code), {})
-        path = entry[1]
-        if path is not None:
-            if not path:  # a sync_to_async boundary
-                return None
-            line = frame.f_lineno
-            text = entry[2].get(line)
-            if text is None:
-                text = entry[2][line] = f"{path}:{line}"
-            return text
-        frame = frame.f_back
+        # On Python 3.11 each frame walked costs a frame object and two getset lookups, so
+        # the usual frame (a known library file) costs one set lookup more, no call.
+        filename = frame.f_code.co_filename
+        if filename in library:
+            frame = frame.f_back
+            continue
+        if filename not in _other_files:
+            _learn(filename)
+            continue
+        user = _other_files[filename]
+        if user is None:  # a sync_to_async boundary
+            return None
+        line = frame.f_lineno
+        text = user[1].get(line)
+        if text is None:
+            text = user[1][line] = f"{user[0]}:{line}"
+        return text
     return None

@@ -12,35 +12,18 @@ Nothing here reads connection parameters: `get_connection_params()` is never cal
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from tracer.model import Trace
 from tracer.patching import patch
 from tracer.recorder import State, current, open_span, span_scope, tracer_failed
-
-# Per trace, the aliases whose connection the trace has already accounted for.
-_seen: weakref.WeakKeyDictionary[Trace, set[str]] = weakref.WeakKeyDictionary()
 
 
 def _pooled(db: BaseDatabaseWrapper) -> bool:
     """Django 5.1+ PostgreSQL with OPTIONS={"pool": ...}; read from settings, never computed."""
     options = db.settings_dict.get("OPTIONS") or {}
     return bool(options.get("pool")) and db.vendor == "postgresql"
-
-
-def _mark_seen(trace: Trace, alias: str) -> bool:
-    """Note that `trace` accounted for `alias`; False if it already had."""
-    seen = _seen.get(trace)
-    if seen is None:
-        _seen[trace] = {alias}
-        return True
-    if alias in seen:
-        return False
-    seen.add(alias)
-    return True
 
 
 def _pool_stats(db: BaseDatabaseWrapper, attrs: dict[str, Any]) -> None:
@@ -76,7 +59,7 @@ def _traced_connect(state: State, db: BaseDatabaseWrapper, original: Any) -> Any
             "action": "checkout" if pooled else "opened",
             "reused": False,
         }
-        _mark_seen(trace, db.alias)
+        trace._connections.add(db.alias)
     except Exception:
         tracer_failed(trace, "db.connect start")
         return original(db)
@@ -93,24 +76,25 @@ def _traced_connect(state: State, db: BaseDatabaseWrapper, original: Any) -> Any
 
 def _ensure_connection(original: Any) -> Any:
     def ensure_connection(self: BaseDatabaseWrapper) -> Any:
+        # Runs before every query: the common case (already accounted for) is one set lookup.
         state = current.get()
-        if state is None or self.connection is None:
+        if state is None or self.connection is None or self.alias in state[0]._connections:
             return original(self)  # None: connect() runs and records its own span
+        trace = state[0]
         try:
-            trace = state[0]
-            if _mark_seen(trace, self.alias):
-                attrs = {
-                    "alias": self.alias,
-                    "vendor": self.vendor,
-                    "pooled": False,
-                    "action": "reused",
-                    "reused": True,
-                }
-                span = open_span(trace, state[1], "db.connect", self.alias, attrs)
-                if span is not None:
-                    span.duration = 0  # an instant: nothing was done to get it
+            trace._connections.add(self.alias)
+            attrs = {
+                "alias": self.alias,
+                "vendor": self.vendor,
+                "pooled": False,
+                "action": "reused",
+                "reused": True,
+            }
+            span = open_span(trace, state[1], "db.connect", self.alias, attrs)
+            if span is not None:
+                span.duration = 0  # an instant: nothing was done to get it
         except Exception:
-            tracer_failed(state[0], "db.connect reused")
+            tracer_failed(trace, "db.connect reused")
         return original(self)
 
     return ensure_connection
@@ -139,9 +123,7 @@ def _close(original: Any) -> Any:
                 return original(self)
         finally:
             # A later use in this trace opens a new connection, so it is not "reused".
-            seen = _seen.get(trace)
-            if seen is not None:
-                seen.discard(self.alias)
+            trace._connections.discard(self.alias)
 
     return close
 

@@ -13,70 +13,66 @@ from django.db.backends.utils import CursorWrapper
 
 from tracer import redact
 from tracer.patching import patch
-from tracer.recorder import State, clock, current, mark_error, open_span, tracer_failed
+from tracer.recorder import clock, current, mark_error, open_span, tracer_failed
 from tracer.source import user_source
 
 
-def _run(state: State, cursor: CursorWrapper, run: Any, sql: Any, params: Any, many: bool) -> Any:
-    trace = state[0]
-    try:
-        db = cursor.db
-        alias = db.alias
-        attrs: dict[str, Any] = {
-            "sql": sql if isinstance(sql, str) else str(sql),
-            "alias": alias,
-            "vendor": db.vendor,
-        }
-        if many:
-            attrs["many"] = True
-            if isinstance(params, (list, tuple)):
-                attrs["batch"] = len(params)
-        elif params is not None:
-            attrs["params"] = redact.sql_params(sql, params)
-        source = user_source(3)
-        if source is not None:
-            attrs["source"] = source
-        span = open_span(trace, state[1], "db.query", alias, attrs)
-    except Exception:
-        tracer_failed(trace, "db.query start")
-        return run(cursor, sql, params)
-    if span is None:
-        return run(cursor, sql, params)
-    try:
-        return run(cursor, sql, params)
-    except Exception as exc:
-        mark_error(span, exc)
-        raise
-    finally:
-        span.duration = clock() - trace._t0 - span.start
-        try:
-            rows = cursor.cursor.rowcount
-            if rows is not None and rows >= 0:
-                attrs["rows"] = rows
-        except Exception:
-            pass
-
-
-def _execute(original: Any) -> Any:
+def _traced(original: Any, many: bool) -> Any:
+    # One wrapper for both methods, with everything inline: this runs for every query, and
+    # each extra call is also one more frame for the source-line walk to cross.
     def execute(self: CursorWrapper, sql: Any, params: Any = None) -> Any:
         state = current.get()
         if state is None:
             return original(self, sql, params)
-        return _run(state, self, original, sql, params, False)
+        trace = state[0]
+        try:
+            db = self.db
+            attrs: dict[str, Any] = {
+                "sql": sql if type(sql) is str else str(sql),
+                "alias": db.alias,
+                "vendor": db.vendor,
+            }
+            if many:
+                attrs["many"] = True
+                if isinstance(params, (list, tuple)):
+                    attrs["batch"] = len(params)
+            elif params is not None:
+                attrs["params"] = redact.sql_params(sql, params)
+            source = user_source(2)
+            if source is not None:
+                attrs["source"] = source
+            span = open_span(trace, state[1], "db.query", db.alias, attrs)
+        except Exception:
+            tracer_failed(trace, "db.query start")
+            return original(self, sql, params)
+        if span is None:
+            return original(self, sql, params)
+        try:
+            return original(self, sql, params)
+        except Exception as exc:
+            mark_error(span, exc)
+            raise
+        finally:
+            span.duration = clock() - trace._t0 - span.start
+            try:
+                rows = self.cursor.rowcount
+                if rows is not None and rows >= 0:
+                    attrs["rows"] = rows
+            except Exception:
+                pass
 
     return execute
 
 
 def _executemany(original: Any) -> Any:
+    run = _traced(original, many=True)
+
     def executemany(self: CursorWrapper, sql: Any, param_list: Any) -> Any:
-        state = current.get()
-        if state is None:
-            return original(self, sql, param_list)
-        return _run(state, self, original, sql, param_list, True)
+        return run(self, sql, param_list)  # Django's own parameter name, for keyword callers
 
     return executemany
 
 
 def install() -> None:
-    patch(CursorWrapper, "execute", _execute)
+    patch(CursorWrapper, "execute", lambda original: _traced(original, many=False))
     patch(CursorWrapper, "executemany", _executemany)

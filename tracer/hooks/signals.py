@@ -113,16 +113,6 @@ class _AsyncReceiver(_Receiver):
             return await self.receiver(*args, **kwargs)
 
 
-def _has_receivers(signal: Signal, sender: Any) -> bool:
-    """Django's own early exit, checked before a span is opened."""
-    if not signal.receivers:
-        return False
-    try:
-        return signal.sender_receivers_cache.get(sender) is not NO_RECEIVERS
-    except TypeError:  # a sender that can't be weakly referenced
-        return True
-
-
 def _attrs(signal: Signal, sender: Any) -> tuple[str, dict[str, Any]]:
     name, dotted = signal_name(signal)
     attrs: dict[str, Any] = {"signal": dotted} if dotted else {}
@@ -148,8 +138,13 @@ def _outside_request(signal: Signal, state: State) -> bool:
 
 def _send(original: Any) -> Any:
     def send(self: Signal, sender: Any, **named: Any) -> Any:
+        # Django's own early exit, taken here instead of inside the original: most sends
+        # (pre_init/post_init for every model instance) have no receivers for their sender,
+        # and this way they cost no more traced or idle than they do untraced.
+        if not self.receivers or self.sender_receivers_cache.get(sender) is NO_RECEIVERS:
+            return []
         state = current.get()
-        if state is None or not _has_receivers(self, sender) or _outside_request(self, state):
+        if state is None or _outside_request(self, state):
             return original(self, sender, **named)
         name, attrs = _attrs(self, sender)
         with span_scope(state, "signal", name, attrs) as span:
@@ -163,8 +158,10 @@ def _send(original: Any) -> Any:
 
 def _asend(original: Any) -> Any:
     async def asend(self: Signal, sender: Any, **named: Any) -> Any:
+        if not self.receivers or self.sender_receivers_cache.get(sender) is NO_RECEIVERS:
+            return []
         state = current.get()
-        if state is None or not _has_receivers(self, sender) or _outside_request(self, state):
+        if state is None or _outside_request(self, state):
             return await original(self, sender, **named)
         name, attrs = _attrs(self, sender)
         attrs["async"] = True
