@@ -63,3 +63,61 @@ def test_a_plain_response_body_is_measured_in_bytes_and_chunks():
     assert body.duration >= 0
     close = one(tr, "response.close")
     assert body.end <= close.start
+
+
+def test_a_send_without_receivers_returns_and_raises_as_django_does():
+    from django.db.models.signals import post_init
+    from django.dispatch import Signal
+
+    def outcome(signal: Signal, sender: object) -> object:
+        try:
+            return signal.send(sender=sender)
+        except Exception as exc:  # e.g. a sender the receiver cache cannot weakly reference
+            return type(exc)
+
+    lonely = Signal()
+    cases = [(lonely, Book), (post_init, Book), (post_init, 1)]
+    untraced = [outcome(signal, sender) for signal, sender in cases]
+    with trace() as t:
+        traced = [outcome(signal, sender) for signal, sender in cases]
+    assert traced == untraced
+    assert traced[:2] == [[], []]
+    assert not only(t.bare, "signal")  # nothing recorded for a send nobody receives
+
+
+def test_executemany_is_recorded_and_takes_djangos_keyword_argument():
+    from django.db import connection
+
+    with trace() as t, connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE fast_path_many (n integer)")
+        line = sys._getframe().f_lineno + 1
+        cursor.executemany("INSERT INTO fast_path_many (n) VALUES (%s)", param_list=[(1,), (2,)])
+        cursor.execute("SELECT count(*) FROM fast_path_many")
+        assert cursor.fetchone() == (2,)
+    insert = next(q for q in t.queries if q.attrs["sql"].startswith("INSERT"))
+    assert insert.attrs["many"] is True and insert.attrs["batch"] == 2
+    assert insert.attrs["source"] == f"tests/test_fast_path.py:{line}"
+
+
+def test_headers_are_read_and_redacted_the_same_on_every_request():
+    client = Client()
+    with trace() as t:
+        for token in ("first", "second"):
+            client.get("/books/", HTTP_AUTHORIZATION=f"Bearer {token}", HTTP_X_TRACE_ME=token)
+    for tr, token in zip(t.requests, ("first", "second"), strict=True):
+        headers = tr.request["headers"]
+        assert headers["authorization"] == "[redacted]"
+        assert headers["x-trace-me"] == token
+        assert "server-name" not in headers and "path-info" not in headers
+
+
+def test_a_connection_used_again_in_a_request_is_accounted_for_once():
+    from django.db import connection
+
+    connection.ensure_connection()  # open before the request: the request reuses it
+    with trace() as t:
+        Client().get("/books/")  # 21 queries on one connection
+    (tr,) = t.requests
+    connects = only(tr, "db.connect")
+    assert len(connects) == 1, connects
+    assert len(tr.queries) >= 21
