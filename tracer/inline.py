@@ -14,11 +14,12 @@ make) are traced; ORM work done outside any request is kept too, as `t.bare`.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from tracer.install import install
 from tracer.model import Span, Trace, current_thread_name
-from tracer.recorder import clock, current, finish_trace
+from tracer.recorder import State, clock, current, finish_trace
 
 
 class TraceSession:
@@ -54,7 +55,7 @@ class TraceSession:
                 "`manage.py shell`, or after django.setup()"
             )
         install()
-        self._token = current.set((self.bare, None, self))
+        self._token = current.set(State(self.bare, None, self, threading.get_ident()))
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from django.core.cache import CacheHandler, caches
 
 from tracer.patching import patch
-from tracer.recorder import current, span_scope, tracer_failed
+from tracer.recorder import async_span_scope, current, span_scope, tracer_failed
 from tracer.redact import REDACTED, is_sensitive
 
 #: Operation → what its arguments and result say: "get" (key, default → hit),
@@ -111,7 +111,7 @@ def _after(kind: str, attrs: dict[str, Any], result: Any, args: tuple, kwargs: d
 
 def _nested(state: Any, alias: str, name: str) -> bool:
     """True when a cache operation of the same alias is already being timed."""
-    parent = state[1]
+    parent = state.span
     if parent is None or parent.phase != "cache" or parent.attrs.get("alias") != alias:
         return False
     if name in ("add", "aadd") and parent.name in ("get_or_set", "aget_or_set"):
@@ -138,13 +138,13 @@ def _sync(backend: Any, name: str, kind: str, alias: str, backend_name: str) -> 
         try:
             _before(kind, attrs, args, kwargs)
         except Exception:
-            tracer_failed(state[0], f"cache {name}")
+            tracer_failed(state.trace, f"cache {name}")
         with span_scope(state, "cache", name, attrs):
             result = bound(*args, **kwargs)
         try:
             _after(kind, attrs, result, args, kwargs)
         except Exception:
-            tracer_failed(state[0], f"cache {name}")
+            tracer_failed(state.trace, f"cache {name}")
         return result
 
     return operation
@@ -160,13 +160,13 @@ def _async(backend: Any, name: str, kind: str, alias: str, backend_name: str) ->
         try:
             _before(kind, attrs, args, kwargs)
         except Exception:
-            tracer_failed(state[0], f"cache {name}")
-        with span_scope(state, "cache", name, attrs):
+            tracer_failed(state.trace, f"cache {name}")
+        with async_span_scope(state, "cache", name, attrs):
             result = await bound(*args, **kwargs)
         try:
             _after(kind, attrs, result, args, kwargs)
         except Exception:
-            tracer_failed(state[0], f"cache {name}")
+            tracer_failed(state.trace, f"cache {name}")
         return result
 
     return operation

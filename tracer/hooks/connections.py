@@ -49,7 +49,7 @@ def _connect(original: Any) -> Any:
 
 
 def _traced_connect(state: State, db: BaseDatabaseWrapper, original: Any) -> Any:
-    trace = state[0]
+    trace = state.trace
     try:
         pooled = _pooled(db)
         attrs: dict[str, Any] = {
@@ -78,9 +78,9 @@ def _ensure_connection(original: Any) -> Any:
     def ensure_connection(self: BaseDatabaseWrapper) -> Any:
         # Runs before every query: the common case (already accounted for) is one set lookup.
         state = current.get()
-        if state is None or self.connection is None or self.alias in state[0]._connections:
+        if state is None or self.connection is None or self.alias in state.trace._connections:
             return original(self)  # None: connect() runs and records its own span
-        trace = state[0]
+        trace = state.trace
         try:
             trace._connections.add(self.alias)
             attrs = {
@@ -90,7 +90,7 @@ def _ensure_connection(original: Any) -> Any:
                 "action": "reused",
                 "reused": True,
             }
-            span = open_span(trace, state[1], "db.connect", self.alias, attrs)
+            span = open_span(trace, state.span, "db.connect", self.alias, attrs)
             if span is not None:
                 span.duration = 0  # an instant: nothing was done to get it
         except Exception:
@@ -106,7 +106,7 @@ def _close(original: Any) -> Any:
         # Nothing to close (or closing is deferred to the end of an atomic block).
         if state is None or self.connection is None or self.closed_in_transaction:
             return original(self)
-        trace = state[0]
+        trace = state.trace
         try:
             pooled = _pooled(self)
             attrs = {

@@ -24,7 +24,7 @@ def _traced(original: Any, many: bool) -> Any:
         state = current.get()
         if state is None:
             return original(self, sql, params)
-        trace = state[0]
+        trace = state.trace
         try:
             db = self.db
             attrs: dict[str, Any] = {
@@ -41,7 +41,7 @@ def _traced(original: Any, many: bool) -> Any:
             source = user_source(2)
             if source is not None:
                 attrs["source"] = source
-            span = open_span(trace, state[1], "db.query", db.alias, attrs)
+            span = open_span(trace, state.span, "db.query", db.alias, attrs)
         except Exception:
             tracer_failed(trace, "db.query start")
             return original(self, sql, params)

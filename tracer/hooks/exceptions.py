@@ -27,7 +27,7 @@ def _response_for_exception(original: Any) -> Any:
         if state is None:
             return original(request, exc)
         with span_scope(state, "exception", type(exc).__qualname__) as span:
-            if span is not None and not _already_marked(state[0].spans, exc):
+            if span is not None and not _already_marked(state.trace.spans, exc):
                 mark_error(span, exc)
             response = original(request, exc)
             if span is not None:

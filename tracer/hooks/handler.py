@@ -25,6 +25,7 @@ from tracer.patching import patch
 from tracer.recorder import (
     NOT_ERRORS,
     Collector,
+    State,
     begin_trace,
     close_span,
     config,
@@ -137,10 +138,10 @@ def _start(request: Any, mode: str) -> tuple[Trace, Span, Collector | None, Any]
     state = current.get()
     if state is None and not config.record_all:
         return None
-    collector = state[2] if state is not None else None
+    collector = state.collector if state is not None else None
     try:
         trace, root = begin_trace(_request_info(request), _where(request, mode), collector)
-        return trace, root, collector, current.set((trace, root, collector))
+        return trace, root, collector, current.set(State(trace, root, collector, root.thread))
     except Exception:
         tracer_failed(None, "request start")
         return None
@@ -200,7 +201,7 @@ def _core(original: Any) -> Any:
     def _get_response(self: BaseHandler, request: Any) -> Any:
         state = current.get()
         if state is not None and "opentelemetry.trace" in sys.modules:
-            _note_otel_parent(state[0].where)
+            _note_otel_parent(state.trace.where)
         return original(self, request)
 
     return _get_response
@@ -210,7 +211,7 @@ def _core_async(original: Any) -> Any:
     async def _get_response_async(self: BaseHandler, request: Any) -> Any:
         state = current.get()
         if state is not None and "opentelemetry.trace" in sys.modules:
-            _note_otel_parent(state[0].where)
+            _note_otel_parent(state.trace.where)
         return await original(self, request)
 
     return _get_response_async
@@ -229,7 +230,8 @@ def _close(original: Any) -> Any:
             tracer_failed(trace, "response.close start")
             span = None
         # One context switch for the close phase: its span is the parent of what close() runs.
-        token = current.set((trace, root if span is None else span, collector))
+        parent = root if span is None else span
+        token = current.set(State(trace, parent, collector, parent.thread))
         try:
             return original(self)
         except BaseException as exc:
@@ -256,7 +258,7 @@ def _streamed(entry: _Open, chunks: Iterator[Any], runs_code: bool) -> Iterator[
     if span is None:
         yield from chunks
         return
-    state = (trace, span, collector)
+    state = State(trace, span, collector, span.thread)
     sent = count = 0
     try:
         if not runs_code:
@@ -285,7 +287,8 @@ def _streamed(entry: _Open, chunks: Iterator[Any], runs_code: bool) -> Iterator[
 async def _astreamed(entry: _Open, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
     trace, root, collector = entry.trace, entry.root, entry.collector
     span = entry.body = open_span(trace, root, "response.stream", "body")
-    state = (trace, span if span is not None else root, collector)
+    parent = span if span is not None else root
+    state = State(trace, parent, collector, parent.thread)
     sent = count = 0
     try:
         while True:
@@ -342,7 +345,7 @@ def _send_response(original: Any) -> Any:
         if span is None:
             return await original(self, response, send)
         span.attrs["bytes"] = len(response.content)
-        token = current.set((trace, span, entry.collector))
+        token = current.set(State(trace, span, entry.collector, span.thread))
         try:
             return await original(self, response, send)
         except BaseException as exc:

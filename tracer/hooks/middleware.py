@@ -24,11 +24,14 @@ from tracer.model import Span, Trace
 from tracer.patching import patch
 from tracer.recorder import (
     NOT_ERRORS,
+    State,
+    async_span_scope,
     clock,
     current,
     mark_error,
     open_span,
     span_scope,
+    state_for,
     tracer_failed,
 )
 
@@ -60,7 +63,7 @@ def _layer(inner: Any, name: str | None) -> Any:
             state = current.get()
             if state is None:
                 return await inner(request)
-            trace, outer, collector = state
+            trace, outer, collector = state.trace, state.span, state.collector
             try:
                 span, token, split = _enter(trace, outer, collector, name)
             except Exception:
@@ -82,8 +85,9 @@ def _layer(inner: Any, name: str | None) -> Any:
         state = current.get()
         if state is None:
             return inner(request)
-        # `_enter`/`_leave` spelled out: this runs for every layer of every request.
-        trace, outer, collector = state
+        # Spelled out, and the state moved in place (a sync layer does not await): this runs
+        # for every layer of every request.
+        trace, outer = state.trace, state.span
         try:
             start = clock() - trace._t0
             split = outer is not None and outer.phase == "middleware"
@@ -92,7 +96,9 @@ def _layer(inner: Any, name: str | None) -> Any:
             span = (
                 None if name is None else open_span(trace, outer, "middleware", name, None, start)
             )
-            token = None if span is None else current.set((trace, span, collector))
+            if span is not None:
+                state = state_for(state, span.thread)
+                state.span = span
         except Exception:
             tracer_failed(trace, "middleware start")
             return inner(request)
@@ -107,7 +113,7 @@ def _layer(inner: Any, name: str | None) -> Any:
                 end = clock() - trace._t0
                 if span is not None:
                     span.duration = end - span.start
-                    current.reset(token)
+                    state.span = outer
                 if split:
                     outer.attrs["inner_end"] = end
             except Exception:
@@ -128,7 +134,7 @@ def _enter(
     span = open_span(trace, outer, "middleware", name, None, start)
     if span is None:
         return None, None, split
-    return span, current.set((trace, span, collector)), split
+    return span, current.set(State(trace, span, collector, span.thread)), split
 
 
 def _leave(trace: Trace, outer: Span | None, span: Span | None, token: Any, split: bool) -> None:
@@ -171,7 +177,7 @@ def _hook(fn: Any, phase: str) -> Any:
             state = current.get()
             if state is None:
                 return await fn(*args, **kwargs)
-            with span_scope(state, phase, name):
+            with async_span_scope(state, phase, name):
                 return await fn(*args, **kwargs)
 
     else:

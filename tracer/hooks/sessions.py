@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 from tracer.patching import patch
-from tracer.recorder import current, span_scope
+from tracer.recorder import async_span_scope, current, span_scope
 
 ENGINES = ("db", "cache", "cached_db", "file", "signed_cookies")
 OPERATIONS = ("load", "save", "delete")
@@ -33,7 +33,7 @@ def engine_name(cls: type) -> str:
 
 
 def _inside_session(state: Any) -> bool:
-    parent = state[1]
+    parent = state.span
     return parent is not None and parent.phase == "session"
 
 
@@ -66,7 +66,7 @@ def _async(op: str) -> Any:
             if state is None or _inside_session(state):
                 return await original(self, *args, **kwargs)
             attrs: dict[str, Any] = {"engine": engine_name(type(self)), "async": True}
-            with span_scope(state, "session", op, attrs):
+            with async_span_scope(state, "session", op, attrs):
                 result = await original(self, *args, **kwargs)
             _note(op, attrs, result)
             return result

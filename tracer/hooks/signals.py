@@ -20,7 +20,7 @@ from django.dispatch import Signal
 from django.dispatch.dispatcher import NO_RECEIVERS
 
 from tracer.patching import patch
-from tracer.recorder import State, current, span_scope, tracer_failed
+from tracer.recorder import State, async_span_scope, current, span_scope, tracer_failed
 
 UNNAMED = "signal"
 
@@ -109,7 +109,7 @@ class _AsyncReceiver(_Receiver):
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         attrs = {"async": True}
-        with span_scope(self.state, "signal.receiver", receiver_name(self.receiver), attrs):
+        with async_span_scope(self.state, "signal.receiver", receiver_name(self.receiver), attrs):
             return await self.receiver(*args, **kwargs)
 
 
@@ -133,7 +133,7 @@ def _unwrapped(responses: Any) -> Any:
 
 def _outside_request(signal: Signal, state: State) -> bool:
     """request_started is sent just before the request's trace begins: not inline work."""
-    return signal is request_started and not state[0].request
+    return signal is request_started and not state.trace.request
 
 
 def _send(original: Any) -> Any:
@@ -165,7 +165,7 @@ def _asend(original: Any) -> Any:
             return await original(self, sender, **named)
         name, attrs = _attrs(self, sender)
         attrs["async"] = True
-        with span_scope(state, "signal", name, attrs) as span:
+        with async_span_scope(state, "signal", name, attrs) as span:
             responses = await original(self, sender, **named)
         if span is not None:
             attrs.setdefault("receivers", 0)
@@ -180,7 +180,7 @@ def _live_receivers(original: Any) -> Any:
         state = current.get()
         if state is None:
             return result
-        span = state[1]
+        span = state.span
         # Only for the send that is starting right now (has_listeners etc. get the originals).
         if span is None or span.phase != "signal" or "receivers" in span.attrs:
             return result
@@ -195,7 +195,7 @@ def _live_receivers(original: Any) -> Any:
             span.attrs["receivers"] = len(result)
             return [_Receiver(r, state) for r in result]
         except Exception:
-            tracer_failed(state[0], "signal receivers")
+            tracer_failed(state.trace, "signal receivers")
             return result
 
     return live_receivers

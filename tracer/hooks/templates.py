@@ -20,6 +20,7 @@ from tracer.recorder import (
     mark_error,
     open_span,
     span_scope,
+    state_for,
     tracer_failed,
 )
 
@@ -31,16 +32,18 @@ def _render(original: Any) -> Any:
         state = current.get()
         if state is None:
             return original(self, context)
-        trace, parent, collector = state
+        trace, parent = state.trace, state.span
         try:
             span = open_span(
                 trace, parent, "template", self.name or "<string>", {"engine": "django"}
             )
-            token = current.set((trace, span, collector)) if span is not None else None
+            if span is not None:
+                state = state_for(state, span.thread)
+                state.span = span
         except Exception:
             tracer_failed(trace, "template start")
             return original(self, context)
-        if token is None:
+        if span is None:
             return original(self, context)
         try:
             return original(self, context)
@@ -49,11 +52,8 @@ def _render(original: Any) -> Any:
                 mark_error(span, exc)
             raise
         finally:
-            try:
-                span.duration = clock() - trace._t0 - span.start
-                current.reset(token)
-            except Exception:
-                tracer_failed(trace, "template end")
+            span.duration = clock() - trace._t0 - span.start
+            state.span = parent
 
     return _render
 

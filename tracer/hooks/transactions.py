@@ -61,7 +61,7 @@ def _enter(original: Any) -> Any:
 
 
 def _traced_enter(state: State, atomic: Atomic, original: Any) -> Any:
-    trace, parent, collector = state
+    trace, parent, collector = state.trace, state.span, state.collector
     try:
         connection = transaction.get_connection(atomic.using)
         outermost = not connection.in_atomic_block
@@ -72,7 +72,7 @@ def _traced_enter(state: State, atomic: Atomic, original: Any) -> Any:
         return original(atomic)
     if span is None:
         return original(atomic)
-    inner = (trace, span, collector)
+    inner = State(trace, span, collector, span.thread)
     current.set(inner)  # the BEGIN/SAVEPOINT work nests in the block
     try:
         result = original(atomic)

@@ -42,7 +42,7 @@ def _resolve_request(original: Any) -> Any:
                     args=len(match.args),
                     kwargs=list(match.kwargs),
                 )
-                request_info = state[0].request
+                request_info = state.trace.request
                 request_info["route"] = route
                 request_info["view"] = match._func_path
                 request_info["url_name"] = match.view_name

@@ -13,7 +13,7 @@ from asgiref.sync import iscoroutinefunction
 from django.core.handlers.base import BaseHandler
 
 from tracer.patching import patch
-from tracer.recorder import current, span_scope, tracer_failed
+from tracer.recorder import async_span_scope, current, span_scope, tracer_failed
 
 
 @functools.lru_cache(maxsize=2048)
@@ -51,7 +51,7 @@ def _make_view_atomic(original: Any) -> Any:
             return _wrapper(wrapped, view)
         except Exception:
             state = current.get()
-            tracer_failed(state[0] if state is not None else None, "view wrap")
+            tracer_failed(state.trace if state is not None else None, "view wrap")
             return wrapped
 
     return make_view_atomic
@@ -75,7 +75,7 @@ def _wrapper(wrapped: Any, view: Any) -> Any:
             state = current.get()
             if state is None:
                 return await wrapped(request, *args, **kwargs)
-            with span_scope(state, "view", name, _attrs(view_class, request)):
+            with async_span_scope(state, "view", name, _attrs(view_class, request)):
                 return await wrapped(request, *args, **kwargs)
 
         return async_view
