@@ -168,6 +168,7 @@ class span_scope:
     """
 
     __slots__ = ("state", "phase", "name", "attrs", "span", "parent", "token")
+    awaits = False
 
     def __init__(
         self, state: State, phase: str, name: str, attrs: dict[str, Any] | None = None
@@ -182,21 +183,20 @@ class span_scope:
         state = self.state
         try:
             span = open_span(state.trace, state.span, self.phase, self.name, self.attrs)
-            if span is not None:
-                self._begin(span)
-                self.span = span
+            if span is None:
+                return None
+            if self.awaits:
+                self.token = current.set(State(state.trace, span, state.collector, span.thread))
+            else:
+                if state.thread != span.thread:
+                    state = self.state = state_for(state, span.thread)
+                self.parent = state.span
+                state.span = span
+            self.span = span
             return span
         except Exception:
             tracer_failed(state.trace, f"{self.phase} start")
             return None
-
-    def _begin(self, span: Span) -> None:
-        state = self.state = state_for(self.state, span.thread)
-        self.parent = state.span
-        state.span = span
-
-    def _end(self) -> None:
-        self.state.span = self.parent
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         span = self.span
@@ -207,7 +207,10 @@ class span_scope:
             span.duration = clock() - trace._t0 - span.start
             if exc is not None and not isinstance(exc, NOT_ERRORS):
                 mark_error(span, exc)
-            self._end()
+            if self.awaits:
+                current.reset(self.token)
+            else:
+                self.state.span = self.parent
         except Exception:
             tracer_failed(trace, f"{self.phase} end")
         return False  # the app's exception, if any, passes through untouched
@@ -218,13 +221,7 @@ class async_span_scope(span_scope):
     children find it through a `State` of its own in this task's context."""
 
     __slots__ = ()
-
-    def _begin(self, span: Span) -> None:
-        state = self.state
-        self.token = current.set(State(state.trace, span, state.collector, span.thread))
-
-    def _end(self) -> None:
-        current.reset(self.token)
+    awaits = True
 
 
 #: Exceptions that end a span without making it an error (a cancelled task, a closed generator).
