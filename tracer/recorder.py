@@ -4,13 +4,15 @@ The active recording is one context variable holding a `State`: the trace, the s
 spans nest under, and the inline session collecting it. With no active trace every hook
 costs exactly one `ContextVar.get()`.
 
-A sync span moves `State.span` in place and puts it back when it ends: code in one thread
-that does not await nests strictly, so nothing else can see the state in between, and this
-costs two attribute stores instead of a context switch (`ContextVar.set`/`reset`, a third of
-a span's cost). A `State` belongs to the thread that made it; a context copied into another
-thread (sync_to_async, async_to_sync, an executor) makes its own on first use. A span whose
-body awaits (`async_span_scope`) gets a `State` of its own, set in its task's context, since
-other tasks run while it waits.
+A span whose body does not await, on the thread that made the `State`, moves `State.span`
+in place and puts it back when it ends: code in one thread that does not await nests
+strictly, so nothing else sees the state in between, and this costs two attribute stores
+instead of a context switch (`ContextVar.set`/`reset`, a third of a span's cost). Any other
+span gets a `State` of its own, set and reset around its body: one whose body awaits
+(`async_span_scope`), since other tasks run while it waits, and one on another thread (a
+context copied by sync_to_async, async_to_sync or an executor), since the owner may be
+moving its `State` at the same time. Every set is reset, so a thread hop hands back the
+same `State` it was given (asgiref copies changed values back to the caller).
 
 The tracer's own failures never reach the request: they are caught here, counted on the
 trace (`tracer_errors`) and the request goes on untraced from that point.
@@ -59,19 +61,6 @@ class State:
 
 #: The one context variable every hook reads.
 current: ContextVar[State | None] = ContextVar("djtrace", default=None)
-
-
-def state_for(state: State, thread: int) -> State:
-    """`state` itself on its own thread; elsewhere a copy that this context keeps from now on.
-
-    Kept, not reset: a context is copied into each thread hop, and asgiref copies its
-    values back after the hop, where the next span on the caller's thread copies again.
-    """
-    if state.thread == thread:
-        return state
-    mine = State(state.trace, state.span, state.collector, thread)
-    current.set(mine)
-    return mine
 
 
 class _Config:
@@ -185,11 +174,10 @@ class span_scope:
             span = open_span(state.trace, state.span, self.phase, self.name, self.attrs)
             if span is None:
                 return None
-            if self.awaits:
+            if self.awaits or state.thread != span.thread:
                 self.token = current.set(State(state.trace, span, state.collector, span.thread))
             else:
-                if state.thread != span.thread:
-                    state = self.state = state_for(state, span.thread)
+                self.token = None
                 self.parent = state.span
                 state.span = span
             self.span = span
@@ -207,10 +195,10 @@ class span_scope:
             span.duration = clock() - trace._t0 - span.start
             if exc is not None and not isinstance(exc, NOT_ERRORS):
                 mark_error(span, exc)
-            if self.awaits:
-                current.reset(self.token)
-            else:
+            if self.token is None:
                 self.state.span = self.parent
+            else:
+                current.reset(self.token)
         except Exception:
             tracer_failed(trace, f"{self.phase} end")
         return False  # the app's exception, if any, passes through untouched

@@ -31,7 +31,6 @@ from tracer.recorder import (
     mark_error,
     open_span,
     span_scope,
-    state_for,
     tracer_failed,
 )
 
@@ -96,9 +95,12 @@ def _layer(inner: Any, name: str | None) -> Any:
             span = (
                 None if name is None else open_span(trace, outer, "middleware", name, None, start)
             )
+            token = None
             if span is not None:
-                state = state_for(state, span.thread)
-                state.span = span
+                if span.thread == state.thread:  # see recorder: moved in place, put back below
+                    state.span = span
+                else:
+                    token = current.set(State(trace, span, state.collector, span.thread))
         except Exception:
             tracer_failed(trace, "middleware start")
             return inner(request)
@@ -113,7 +115,10 @@ def _layer(inner: Any, name: str | None) -> Any:
                 end = clock() - trace._t0
                 if span is not None:
                     span.duration = end - span.start
-                    state.span = outer
+                    if token is None:
+                        state.span = outer
+                    else:
+                        current.reset(token)
                 if split:
                     outer.attrs["inner_end"] = end
             except Exception:

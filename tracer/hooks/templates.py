@@ -15,12 +15,12 @@ from django.template.response import SimpleTemplateResponse
 from tracer.patching import patch
 from tracer.recorder import (
     NOT_ERRORS,
+    State,
     clock,
     current,
     mark_error,
     open_span,
     span_scope,
-    state_for,
     tracer_failed,
 )
 
@@ -37,9 +37,12 @@ def _render(original: Any) -> Any:
             span = open_span(
                 trace, parent, "template", self.name or "<string>", {"engine": "django"}
             )
+            token = None
             if span is not None:
-                state = state_for(state, span.thread)
-                state.span = span
+                if span.thread == state.thread:  # see recorder: moved in place, put back below
+                    state.span = span
+                else:
+                    token = current.set(State(trace, span, state.collector, span.thread))
         except Exception:
             tracer_failed(trace, "template start")
             return original(self, context)
@@ -53,7 +56,10 @@ def _render(original: Any) -> Any:
             raise
         finally:
             span.duration = clock() - trace._t0 - span.start
-            state.span = parent
+            if token is None:
+                state.span = parent
+            else:
+                current.reset(token)
 
     return _render
 

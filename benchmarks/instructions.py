@@ -1,0 +1,142 @@
+"""Instructions executed per request, counted by valgrind: repeatable where wall time is not.
+
+On a shared 2-core VM two wall-clock runs of the same code differ by a few percent, too much
+to compare two versions of a hook. valgrind's cachegrind counts the instructions a process
+executes, identically from run to run, whatever else the machine is doing. Each request kind
+is served N1 and then N2 times in two processes under valgrind; the difference divided by
+N2 - N1 is one request's count, free of start-up and warm-up.
+
+    python benchmarks/instructions.py                       # every request kind, 3 configs
+    python benchmarks/instructions.py --paths /books/ --configs baseline,djtrace
+
+Configurations: baseline (djtrace not installed), djtrace-idle (installed, recording
+nothing), djtrace (every request recorded, 64 traces kept in memory, as overhead.py does).
+The garbage collector is off while counting. Needs valgrind (Debian: apt-get install valgrind); a
+request under valgrind is about 50 times slower, so the default run takes a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ("baseline", "djtrace-idle", "djtrace")
+PATHS = ("/bench/trivial/", "/books/", "/cached/", "/api/books/")
+WARMUP = 20
+
+
+def child(config: str, path: str, count: int) -> None:
+    """Warm up, then serve `path` `count` times (what valgrind counts, minus the other run)."""
+    sys.path.insert(0, str(ROOT))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+    os.environ["DJTRACE_BENCH_TRACER"] = "0" if config == "baseline" else "1"
+    import django
+
+    django.setup()
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from benchmarks.overhead import _serve
+    from sample_site.seed import ensure_database
+
+    ensure_database()
+    handler = WSGIHandler()
+    if config == "djtrace":
+        from collections import deque
+
+        from tracer.recorder import add_sink
+        from tracer.recorder import config as tracer_config
+
+        tracer_config.record_all = True
+        add_sink(deque(maxlen=64).append)
+    for _ in range(WARMUP):
+        _serve(handler, path)
+    # A collection lands on whichever request crosses its threshold: off while counting, so
+    # the per-request difference is exact (GC's share was measured apart: under 0.5%).
+    gc.collect()
+    gc.disable()
+    for _ in range(count):
+        _serve(handler, path)
+
+
+def _count(config: str, path: str, count: int, env: dict[str, str]) -> int:
+    command = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--child",
+        config,
+        path,
+        str(count),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    match = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or match is None:
+        tail = done.stderr.strip().splitlines()[-5:]
+        raise SystemExit(f"valgrind run failed ({config} {path}):\n" + "\n".join(tail))
+    return int(match.group(1).replace(",", ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated")
+    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated")
+    parser.add_argument("--requests", default="10,40", help="N1,N2 requests per process")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        config, path, count = args.child
+        child(config, path, int(count))
+        return 0
+    if shutil.which("valgrind") is None:
+        print("error: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        return 2
+    configs = [c for c in args.configs.split(",") if c]
+    unknown = sorted(set(configs) - set(CONFIGS))
+    if unknown:
+        known = ", ".join(CONFIGS)
+        print(f"error: unknown config {', '.join(unknown)} (known: {known})", file=sys.stderr)
+        return 2
+    n1, n2 = (int(n) for n in args.requests.split(","))
+    paths = [p for p in args.paths.split(",") if p]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    with tempfile.TemporaryDirectory(prefix="djtrace-instructions-") as data:
+        env["DJTRACE_SAMPLE_DATA"] = data  # never the user's own djtrace data
+        # Seed the database first, so that neither counted run includes creating it.
+        seed = [sys.executable, __file__, "--child", "baseline", paths[0], "0"]
+        subprocess.run(seed, env=env, check=True)
+        counts: dict[str, dict[str, float]] = {}
+        for config in configs:
+            for path in paths:
+                print(f"counting {config} {path} …", file=sys.stderr, flush=True)
+                low, high = _count(config, path, n1, env), _count(config, path, n2, env)
+                counts.setdefault(config, {})[path] = (high - low) / (n2 - n1)
+    print("Instructions per request (valgrind cachegrind), and the ratio to the baseline:\n")
+    print("| config | " + " | ".join(paths) + " |")
+    print("|---|" + "---:|" * len(paths))
+    base = counts.get("baseline")
+    for config, row in counts.items():
+        cells = []
+        for path in paths:
+            cell = f"{row[path] / 1e6:.3f} M"
+            if base:
+                cell += f" {row[path] / base[path]:.3f}×"
+            cells.append(cell)
+        print(f"| {config} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""A request that hops threads mid-way keeps every span under the right parent.
+
+A sync span moves its context's State in place; these are the cases where a context is
+copied to another thread (async_to_sync, sync_to_async) and asgiref copies it back after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.test import AsyncClient, Client, override_settings
+
+from tests.hops_site import MARKER
+from tracer import Span, Trace, trace
+
+HOPS = override_settings(ROOT_URLCONF="tests.hops_site")
+
+
+def parent(tr: Trace, span: Span) -> Span:
+    return next(s for s in tr.spans if s.id == span.parent)
+
+
+def after_the_hop(tr: Trace) -> Span:
+    (query,) = [s for s in tr.spans if s.phase == "db.query" and s.attrs["sql"] == MARKER]
+    return query
+
+
+def get(path: str) -> Trace:
+    with HOPS, trace() as t:
+        assert Client().get(path).status_code == 200
+    (tr,) = t.requests
+    return tr
+
+
+def test_a_query_after_a_receiver_that_hopped_threads_is_the_views():
+    tr = get("/after-receiver/")
+    assert parent(tr, after_the_hop(tr)).phase == "view"
+    # The hop's own work nests where it ran: ping's span inside the receiver.
+    (receiver,) = [s for s in tr.spans if s.name.endswith("on_hop")]
+    (ping,) = [s for s in tr.spans if s.phase == "signal" and s.name == "ping"]
+    assert parent(tr, ping) == receiver
+    assert ping.thread != receiver.thread
+
+
+def test_a_query_after_an_atomic_block_that_hopped_threads_is_the_views():
+    tr = get("/after-atomic/")
+    assert parent(tr, after_the_hop(tr)).phase == "view"
+    (block,) = [s for s in tr.spans if s.phase == "db.transaction"]
+    assert block.duration >= 0
+
+
+def test_gathered_tasks_on_two_threads_each_nest_under_their_own_parent():
+    async def request() -> Trace:
+        with HOPS, trace() as t:
+            assert (await AsyncClient().get("/gather/")).status_code == 200
+        (tr,) = t.requests
+        return tr
+
+    tr = asyncio.run(request())
+    (on_loop,) = [
+        s for s in tr.spans if s.phase == "signal" and s.attrs.get("sender") == "OnTheLoop"
+    ]
+    assert parent(tr, on_loop).phase == "view"
+    (held,) = [s for s in tr.spans if s.name.endswith("on_blocking")]
+    assert parent(tr, held).name == "blocking"
