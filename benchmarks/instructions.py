@@ -100,23 +100,26 @@ def main(argv: list[str] | None = None) -> int:
         config, path, count = args.child
         child(config, path, int(count))
         return 0
-    if shutil.which("valgrind") is None:
-        print("error: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
-        return 2
     configs = [c for c in args.configs.split(",") if c]
     unknown = sorted(set(configs) - set(CONFIGS))
     if unknown:
-        known = ", ".join(CONFIGS)
-        print(f"error: unknown config {', '.join(unknown)} (known: {known})", file=sys.stderr)
-        return 2
-    n1, n2 = (int(n) for n in args.requests.split(","))
+        parser.error(f"unknown config {', '.join(unknown)} (known: {', '.join(CONFIGS)})")
+    try:
+        n1, n2 = (int(n) for n in args.requests.split(","))
+    except ValueError:
+        parser.error(f"--requests takes two counts, N1,N2 (got {args.requests!r})")
+    if not 0 <= n1 < n2:
+        parser.error(f"--requests N1,N2 needs 0 <= N1 < N2 (got {args.requests})")
     paths = [p for p in args.paths.split(",") if p]
+    if shutil.which("valgrind") is None:
+        parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
     env = dict(os.environ, PYTHONHASHSEED="0")
     with tempfile.TemporaryDirectory(prefix="djtrace-instructions-") as data:
         env["DJTRACE_SAMPLE_DATA"] = data  # never the user's own djtrace data
         # Seed the database first, so that neither counted run includes creating it.
         seed = [sys.executable, __file__, "--child", "baseline", paths[0], "0"]
-        subprocess.run(seed, env=env, check=True)
+        if subprocess.run(seed, env=env, check=False).returncode != 0:
+            return 1  # the child said why (a page that is not 200, say)
         counts: dict[str, dict[str, float]] = {}
         for config in configs:
             for path in paths:

@@ -448,7 +448,9 @@ def report(rounds: list[dict[str, dict[str, Any]]], args: argparse.Namespace) ->
     out = lines.append
     for key, title in KINDS.items():
         out(f"**{title}** per request: median µs, then the median over {len(rounds)} rounds of")
-        out("the ratio to that round's baseline (whole mix: one request of each kind).")
+        out("the ratio to that round's baseline (whole mix: one request of each kind). The µs")
+        out("are medians over the whole run; each ratio is taken within its round, so one µs")
+        out("figure divided by another can differ from the ratio shown.")
         out("")
         _timing_table(rounds, configs, key, out)
         out("")
@@ -483,10 +485,10 @@ def report(rounds: list[dict[str, dict[str, Any]]], args: argparse.Namespace) ->
             f"{catch_up / 1000:.0f} µs per request to finish writing (not in the times above)."
         )
     out(
-        f"{len(rounds)} rounds; each configuration in a process of its own ({args.processes} "
-        f"in turn over the run), warmed up with {args.warmup} requests of each kind; in every "
-        f"round each runs a batch of {args.requests} requests of each kind, between two "
-        "baseline batches (the ratio's denominator is their mean)."
+        f"{len(rounds)} rounds; each configuration in a process of its own "
+        f"({_generations(args)} in turn over the run), warmed up with {args.warmup} requests of "
+        f"each kind; in every round each runs a batch of {args.requests} requests of each "
+        "kind, between two baseline batches (the ratio's denominator is their mean)."
     )
     out("")
     for name, value in _versions().items():
@@ -583,6 +585,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         child(args.child, args.warmup)
         return 0
+    for option in ("rounds", "requests", "processes"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup cannot be negative")
 
     configs = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = sorted(set(configs) - set(CONFIGS))
@@ -604,7 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             env.pop(name, None)  # sample_site's embedded defaults: SQLite, locmem cache
         rounds: list[dict[str, dict[str, Any]]] = []
         others = [c for c in configs if c != "baseline"]
-        generations = max(1, min(args.processes, args.rounds))
+        generations = _generations(args)
         for generation in range(generations):
             # Fresh processes now and then: a process's luck (memory layout, hash seed) is
             # fixed for its life, and would otherwise be the whole run's.
@@ -620,6 +627,11 @@ def main(argv: list[str] | None = None) -> int:
     for config in skipped:
         print(f"\n{config}: not measured (its packages are not installed).")
     return 0
+
+
+def _generations(args: argparse.Namespace) -> int:
+    """How many times each configuration gets a fresh process over the run."""
+    return max(1, min(args.processes, args.rounds))
 
 
 def _importable(module: str) -> bool:
