@@ -55,11 +55,14 @@ def _render(original: Any) -> Any:
                 mark_error(span, exc)
             raise
         finally:
-            span.duration = clock() - trace._t0 - span.start
-            if token is None:
-                state.span = parent
-            else:
-                current.reset(token)
+            try:
+                span.duration = clock() - trace._t0 - span.start
+                if token is None:
+                    state.span = parent
+                else:
+                    current.reset(token)
+            except Exception:
+                tracer_failed(trace, "template end")
 
     return _render
 
