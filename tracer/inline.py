@@ -14,12 +14,11 @@ make) are traced; ORM work done outside any request is kept too, as `t.bare`.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Any
 
 from tracer.install import install
 from tracer.model import Span, Trace, current_thread_name
-from tracer.recorder import State, clock, current, finish_trace
+from tracer.recorder import State, clock, current, finish_trace, thread_id
 
 
 class TraceSession:
@@ -55,7 +54,7 @@ class TraceSession:
                 "`manage.py shell`, or after django.setup()"
             )
         install()
-        self._token = current.set(State(self.bare, None, self, threading.get_ident()))
+        self._token = current.set(State(self.bare, None, self, thread_id()))
         return self
 
     def __exit__(self, *exc: object) -> None:

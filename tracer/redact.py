@@ -38,29 +38,23 @@ def is_sensitive(name: str) -> bool:
     return _SENSITIVE.search(name) is not None
 
 
-# META key -> header name, or None for keys that are not headers. Bounded: META keys come
-# from clients, and a server passes on any header name it is sent.
-_header_names: dict[str, str | None] = {}
-
-
+# Cached per META key, and bounded: META keys come from clients, and a server passes on any
+# header name it is sent.
+@lru_cache(maxsize=4096)
 def _header_name(key: str) -> str | None:
+    """The header name of a META key, or None for keys that are not headers."""
     if key.startswith("HTTP_"):
-        name: str | None = key[5:].replace("_", "-").lower()
-    elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        name = key.replace("_", "-").lower()
-    else:
-        name = None
-    if len(_header_names) < 4096:
-        _header_names[key] = name
-    return name
+        return key[5:].replace("_", "-").lower()
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return key.replace("_", "-").lower()
+    return None
 
 
 def headers_from_meta(meta: Mapping[str, Any], extra_secret: frozenset[str] = frozenset()) -> dict:
     """Request headers from a WSGI/ASGI META dict, secrets replaced by a marker."""
     out = {}
-    names = _header_names
     for key, value in meta.items():
-        name = names[key] if key in names else _header_name(key)
+        name = _header_name(key)
         if name is None:
             continue
         secret = name in SECRET_HEADERS or name in extra_secret

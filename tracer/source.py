@@ -14,13 +14,11 @@ import sys
 import sysconfig
 from types import FrameType
 
-# Files known not to be user code: the walk skips their frames with one set lookup each.
-_library_files: set[str] = set()
-# A user file -> (display path, {line: "path:line"}); None for asgiref's files: a
-# sync_to_async hop, where frames above belong to whatever the worker thread was parked in,
-# not to the coroutine that awaited the call, so the walk stops there.
-_other_files: dict[str, tuple[str, dict[int, str]] | None] = {}
+# co_filename -> (display path, None when not user code, or _BOUNDARY; {line: "path:line"}).
+_files: dict[str, tuple[str | None, dict[int, str]]] = {}
 
+# A sync_to_async hop: frames above it belong to whatever the worker thread was parked in,
+# not to the coroutine that awaited the call, so the walk stops there.
 _BOUNDARY = ""
 
 
@@ -76,34 +74,23 @@ def _display_path(path: str) -> str:
     return os.path.relpath(path, base)
 
 
-def _learn(filename: str) -> None:
-    path = _classify(filename)
-    if path is None:
-        _library_files.add(filename)
-    else:
-        _other_files[filename] = (path, {}) if path else None
-
-
 def user_source(depth: int = 2) -> str | None:
     """`path:line` of the nearest user frame above the caller, or None."""
     frame: FrameType | None = sys._getframe(depth)
-    library = _library_files
+    files = _files
     while frame is not None:
-        # On Python 3.11 each frame walked costs a frame object and two getset lookups, so
-        # the usual frame (a known library file) costs one set lookup more, no call.
         filename = frame.f_code.co_filename
-        if filename in library:
-            frame = frame.f_back
-            continue
-        if filename not in _other_files:
-            _learn(filename)
-            continue
-        user = _other_files[filename]
-        if user is None:  # a sync_to_async boundary
-            return None
-        line = frame.f_lineno
-        text = user[1].get(line)
-        if text is None:
-            text = user[1][line] = f"{user[0]}:{line}"
-        return text
+        entry = files.get(filename)
+        if entry is None:
+            entry = files[filename] = (_classify(filename), {})
+        path = entry[0]
+        if path is not None:
+            if not path:  # a sync_to_async boundary
+                return None
+            line = frame.f_lineno
+            text = entry[1].get(line)
+            if text is None:
+                text = entry[1][line] = f"{path}:{line}"
+            return text
+        frame = frame.f_back
     return None
