@@ -10,9 +10,10 @@ N2 - N1 is one request's count, free of start-up and warm-up.
     python benchmarks/instructions.py --paths /books/ --configs baseline,djtrace
 
 Configurations: baseline (djtrace not installed), djtrace-idle (installed, recording
-nothing), djtrace (every request recorded, 64 traces kept in memory, as overhead.py does).
-The garbage collector is off while counting. Needs valgrind (Debian: apt-get install valgrind); a
-request under valgrind is about 50 times slower, so the default run takes a few minutes.
+nothing), djtrace (every request recorded, each trace handed to a sink and let go after the
+request, as overhead.py does). The garbage collector is off while counting. Needs valgrind
+(Debian: apt-get install valgrind); a request under valgrind is about 50 times slower, so the
+default run takes a few minutes.
 """
 
 from __future__ import annotations
@@ -48,22 +49,23 @@ def child(config: str, path: str, count: int) -> None:
 
     ensure_database()
     handler = WSGIHandler()
+    finished: list[object] = []  # emptied after each request, as overhead.py does
     if config == "djtrace":
-        from collections import deque
-
         from tracer.recorder import add_sink
         from tracer.recorder import config as tracer_config
 
         tracer_config.record_all = True
-        add_sink(deque(maxlen=64).append)
+        add_sink(finished.append)
     for _ in range(WARMUP):
         _serve(handler, path)
+        finished.clear()
     # A collection lands on whichever request crosses its threshold: off while counting, so
     # the per-request difference is exact (GC's share was measured apart: under 0.5%).
     gc.collect()
     gc.disable()
     for _ in range(count):
         _serve(handler, path)
+        finished.clear()
 
 
 def _count(config: str, path: str, count: int, env: dict[str, str]) -> int:

@@ -1,8 +1,9 @@
 """What the recording fast path keeps exactly as it was: source lines, nesting, body sizes.
 
 The hot path shares clock reads between a middleware and the layer inside it, caches the
-`path:line` text per code line, reuses one view wrapper per view and reads a plain
-response's body without switching context per chunk. None of that may show in a trace.
+`path:line` text per call site (by bytecode offset), reuses one view wrapper per view and
+reads a plain response's body without switching context per chunk. None of that may show in
+a trace.
 """
 
 from __future__ import annotations
@@ -28,6 +29,27 @@ def test_two_query_lines_in_one_function_get_their_own_source_lines():
     sources = [q.attrs["source"] for q in t.queries]
     here = "tests/test_fast_path.py"
     assert sources == [f"{here}:{first}", f"{here}:{second}", f"{here}:{again}"]
+
+
+def _first_book() -> Book | None:
+    return Book.objects.order_by("id").first()
+
+
+def _first_book_again() -> Book | None:
+    return Book.objects.order_by("id").first()
+
+
+def test_two_functions_querying_from_the_same_bytecode_offset_get_their_own_lines():
+    # Same body, so the query's call sits at the same offset in both code objects.
+    assert _first_book.__code__.co_code == _first_book_again.__code__.co_code
+    with trace() as t:
+        for _ in range(2):
+            _first_book()
+            _first_book_again()
+    here = "tests/test_fast_path.py"
+    first = f"{here}:{_first_book.__code__.co_firstlineno + 1}"
+    again = f"{here}:{_first_book_again.__code__.co_firstlineno + 1}"
+    assert [q.attrs["source"] for q in t.queries] == [first, again, first, again]
 
 
 def test_each_request_gets_its_own_view_span_from_the_shared_wrapper():

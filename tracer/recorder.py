@@ -21,7 +21,6 @@ trace (`tracer_errors`) and the request goes on untraced from that point.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import threading
 import time
@@ -77,8 +76,6 @@ class _Config:
 
 config = _Config()
 
-_span_ids = itertools.count(1)  # ids only need to be unique within a trace
-
 
 def add_sink(sink: Callable[[Trace], None]) -> None:
     """Call `sink(trace)` for every finished request trace (store writer, exporters…)."""
@@ -107,13 +104,14 @@ def open_span(
     `start` (relative to the trace) is for a caller that has just read the clock anyway.
     """
     spans = trace.spans
-    if len(spans) >= config.max_spans:
+    count = len(spans)
+    if count >= config.max_spans:
         trace.dropped_spans += 1
         return None
     # Filled slot by slot rather than through Span.__init__: this runs for every span, and
     # skipping the Python-level __init__ call halves its cost.
     span = _new(Span)
-    span.id = next(_span_ids)
+    span.id = count + 1  # spans are only ever appended, so this is unique within the trace
     span.parent = parent.id if parent is not None else None
     span.phase = phase
     span.name = name

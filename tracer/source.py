@@ -3,8 +3,9 @@
 Walks up from the hook to the first frame whose code is not Django's, djtrace's, the
 standard library's or an installed package's. Whether a file is "user code" is decided
 once per file and cached under its `co_filename` (a string whose hash is cached, unlike a
-code object's), so the walk is one dict lookup per frame, and the `path:line` text is made
-once per line, so every query from one line shares it.
+code object's), so the walk is one dict lookup per frame. The `path:line` text is made once
+per call site and found again by the frame's bytecode offset, so a query repeated from one
+line (an N+1) neither rescans the code's line table for `f_lineno` nor makes a new string.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
-from types import FrameType
+from types import CodeType, FrameType
 
-# co_filename -> (display path, None when not user code, or _BOUNDARY; {line: "path:line"}).
-_files: dict[str, tuple[str | None, dict[int, str]]] = {}
+# co_filename -> (display path, None when not user code, or _BOUNDARY;
+#                 {f_lasti: (code, "path:line")}). The code object tells apart two functions of
+#                 one file that call from the same offset.
+_files: dict[str, tuple[str | None, dict[int, tuple[CodeType, str]]]] = {}
 
 # A sync_to_async hop: frames above it belong to whatever the worker thread was parked in,
 # not to the coroutine that awaited the call, so the walk stops there.
@@ -79,18 +82,19 @@ def user_source(depth: int = 2) -> str | None:
     frame: FrameType | None = sys._getframe(depth)
     files = _files
     while frame is not None:
-        filename = frame.f_code.co_filename
-        entry = files.get(filename)
+        code = frame.f_code
+        entry = files.get(code.co_filename)
         if entry is None:
-            entry = files[filename] = (_classify(filename), {})
+            entry = files[code.co_filename] = (_classify(code.co_filename), {})
         path = entry[0]
         if path is not None:
             if not path:  # a sync_to_async boundary
                 return None
-            line = frame.f_lineno
-            text = entry[1].get(line)
-            if text is None:
-                text = entry[1][line] = f"{path}:{line}"
-            return text
+            sites = entry[1]
+            offset = frame.f_lasti
+            site = sites.get(offset)
+            if site is None or site[0] is not code:
+                site = sites[offset] = (code, f"{path}:{frame.f_lineno}")
+            return site[1]
         frame = frame.f_back
     return None
