@@ -20,6 +20,8 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("instructions.py", ["--requests", "5"], "--requests takes two counts, N1,N2"),
         ("instructions.py", ["--requests", "40,10"], "needs 0 <= N1 < N2"),
         ("instructions.py", ["--configs", "sentry"], "unknown config sentry"),
+        ("paired.py", ["--pairs", "0"], "--pairs must be at least 1"),
+        ("paired.py", ["--leave-out", "jaeger"], "unknown hook jaeger"),
     ],
 )
 def test_a_bad_option_is_one_line_and_exit_2(script: str, args: list[str], message: str):

@@ -3,9 +3,11 @@
 Walks up from the hook to the first frame whose code is not Django's, djtrace's, the
 standard library's or an installed package's. Whether a file is "user code" is decided
 once per file and cached under its `co_filename` (a string whose hash is cached, unlike a
-code object's), so the walk is one dict lookup per frame. The `path:line` text is made once
-per call site and found again by the frame's bytecode offset, so a query repeated from one
-line (an N+1) neither rescans the code's line table for `f_lineno` nor makes a new string.
+code object's). Each library frame costs the loop a set lookup and a dozen bytecodes: run
+cold between Django's own, a walk's bytecodes are most of its cost (measured with
+benchmarks/paired.py). The `path:line` text is made once per call site and found again by
+the frame's bytecode offset, so a query repeated from one line (an N+1) neither rescans the
+code's line table for `f_lineno` nor makes a new string.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import sys
 import sysconfig
 from types import CodeType, FrameType
 
-# co_filename -> (display path, None when not user code, or _BOUNDARY;
-#                 {f_lasti: (code, "path:line")}). The code object tells apart two functions of
-#                 one file that call from the same offset.
-_files: dict[str, tuple[str | None, dict[int, tuple[CodeType, str]]]] = {}
+# co_filenames known not to be user code.
+_library: set[str] = set()
+# Every other co_filename -> (display path, or _BOUNDARY; {f_lasti: (code, "path:line")}).
+# The code object tells apart two functions of one file that call from the same offset.
+_files: dict[str, tuple[str, dict[int, tuple[CodeType, str]]]] = {}
 
 # A sync_to_async hop: frames above it belong to whatever the worker thread was parked in,
 # not to the coroutine that awaited the call, so the walk stops there.
@@ -80,21 +83,25 @@ def _display_path(path: str) -> str:
 def user_source(depth: int = 2) -> str | None:
     """`path:line` of the nearest user frame above the caller, or None."""
     frame: FrameType | None = sys._getframe(depth)
-    files = _files
+    library = _library
     while frame is not None:
         code = frame.f_code
-        entry = files.get(code.co_filename)
+        if code.co_filename in library:
+            frame = frame.f_back
+            continue
+        entry = _files.get(code.co_filename)
         if entry is None:
-            entry = files[code.co_filename] = (_classify(code.co_filename), {})
-        path = entry[0]
-        if path is not None:
-            if not path:  # a sync_to_async boundary
-                return None
-            sites = entry[1]
-            offset = frame.f_lasti
-            site = sites.get(offset)
-            if site is None or site[0] is not code:
-                site = sites[offset] = (code, f"{path}:{frame.f_lineno}")
-            return site[1]
-        frame = frame.f_back
+            path = _classify(code.co_filename)
+            if path is None:
+                library.add(code.co_filename)
+                continue
+            entry = _files[code.co_filename] = (path, {})
+        if not entry[0]:  # a sync_to_async boundary
+            return None
+        sites = entry[1]
+        offset = frame.f_lasti
+        site = sites.get(offset)
+        if site is None or site[0] is not code:
+            site = sites[offset] = (code, f"{entry[0]}:{frame.f_lineno}")
+        return site[1]
     return None

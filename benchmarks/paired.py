@@ -1,0 +1,153 @@
+"""What recording costs, measured in one process: each request is served twice in a row,
+once untraced and once recorded, so both halves of every pair see the same machine.
+
+djtrace stays installed throughout (its hooks then cost one context variable lookup each,
+which overhead.py's djtrace-idle measures); only `config.record_all` changes between the two
+halves. The median of the pairs' ratios is the cost of recording, repeatable to within about
+±0.7% on a shared 2-core VM where whole runs of overhead.py differ by a few points: close
+enough to see what one hook costs, by leaving it out.
+
+    python benchmarks/paired.py                                  # every request kind
+    python benchmarks/paired.py --paths /books/ --leave-out db --leave-out source
+
+`--leave-out` (repeatable) adds a row recorded without that hook: a module of tracer/hooks/
+(db, templates, middleware, signals, connections, …), or `source` for queries recorded
+without their source line. Each row runs in a process of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PATHS = ("/bench/trivial/", "/books/", "/cached/", "/api/books/")
+HOOKS = sorted(p.stem for p in (ROOT / "tracer" / "hooks").glob("*.py") if p.stem != "__init__")
+LEAVE_OUT = (*HOOKS, "source")
+
+
+def _leave_out(name: str) -> None:
+    """Record without one hook (or without source lines); before django.setup()."""
+    if name == "source":
+        from tracer.hooks import db
+
+        db.user_source = lambda depth=2: None  # type: ignore[assignment]
+    else:
+        importlib.import_module(f"tracer.hooks.{name}").install = lambda: None  # type: ignore[attr-defined]
+
+
+def child(leave_out: str, paths: list[str], pairs: int, warmup: int) -> None:
+    """Serve each path `pairs` times untraced and recorded, in turn; print the figures."""
+    sys.path.insert(0, str(ROOT))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+    os.environ["DJTRACE_BENCH_TRACER"] = "1"
+    if leave_out:
+        _leave_out(leave_out)
+    import django
+
+    django.setup()
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from benchmarks.overhead import _serve
+    from sample_site.seed import ensure_database
+    from tracer.recorder import add_sink, config
+
+    ensure_database()
+    handler = WSGIHandler()
+    finished: list[object] = []  # each trace let go after its request, as overhead.py does
+    add_sink(finished.append)
+    clock = time.perf_counter_ns
+    results = {}
+    for path in paths:
+        off, on, ratios = [], [], []
+        for i in range(warmup + pairs):
+            times = {}
+            for record in (False, True) if i % 2 else (True, False):  # neither always first
+                config.record_all = record
+                t0 = clock()
+                _serve(handler, path)
+                times[record] = clock() - t0
+                finished.clear()
+            config.record_all = False
+            if i >= warmup:
+                off.append(times[False])
+                on.append(times[True])
+                ratios.append(times[True] / times[False])
+        results[path] = {
+            "off": statistics.median(off),
+            "on": statistics.median(on),
+            "ratio": statistics.median(ratios),
+        }
+    print(json.dumps(results))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated")
+    parser.add_argument("--pairs", type=int, default=300, help="pairs per path (default 300)")
+    parser.add_argument("--warmup", type=int, default=30, help="pairs before measuring")
+    parser.add_argument(
+        "--leave-out",
+        action="append",
+        default=[],
+        metavar="HOOK",
+        help=f"add a row without this hook: {', '.join(LEAVE_OUT)}",
+    )
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        leave_out, paths, pairs, warmup = args.child
+        child(leave_out, paths.split(","), int(pairs), int(warmup))
+        return 0
+    if args.pairs < 1:
+        parser.error("--pairs must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup cannot be negative")
+    unknown = sorted(set(args.leave_out) - set(LEAVE_OUT))
+    if unknown:
+        parser.error(f"unknown hook {', '.join(unknown)} (known: {', '.join(LEAVE_OUT)})")
+    paths = [p for p in args.paths.split(",") if p]
+    rows: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="djtrace-paired-") as data:
+        env = {**os.environ, "DJTRACE_SAMPLE_DATA": data, "PYTHONPATH": str(ROOT)}
+        for name in ("DJTRACE_SAMPLE_DB", "DJTRACE_SAMPLE_CACHE", "DJTRACE_SAMPLE_DEBUG"):
+            env.pop(name, None)  # sample_site's embedded defaults: SQLite, locmem cache
+        for leave_out in ["", *args.leave_out]:
+            label = f"without {leave_out}" if leave_out else "every hook"
+            print(f"measuring {label} …", file=sys.stderr, flush=True)
+            command = [sys.executable, __file__, "--child", leave_out, ",".join(paths)]
+            command += [str(args.pairs), str(args.warmup)]
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                tail = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+                print(f"error: {label}: {tail}", file=sys.stderr)
+                return 1
+            rows[label] = json.loads(done.stdout)
+    print(
+        f"Recorded ÷ untraced, median of {args.pairs} pairs in one process "
+        "(median µs untraced → recorded, then the ratio):\n"
+    )
+    print("| recorded with | " + " | ".join(paths) + " |")
+    print("|---|" + "---:|" * len(paths))
+    for label, result in rows.items():
+        cells = [
+            f"{result[p]['off'] / 1000:,.0f} → {result[p]['on'] / 1000:,.0f} µs "
+            f"{result[p]['ratio']:.3f}×"
+            for p in paths
+        ]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
