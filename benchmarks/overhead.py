@@ -3,14 +3,17 @@
 The same request mix (a trivial view, sample_site's N+1 page /books/, the cache view
 /cached/ and the JSON view /api/books/) goes through Django's real WSGIHandler in-process,
 body iterated and closed as a server does. Each configuration runs in processes of its
-own; round after round, each runs a short batch between two baseline batches, so a slow
-stretch of the machine hits both sides of every ratio alike.
+own; round after round, every configuration runs one short batch, the baseline included, in
+an order that rotates from round to round, and each ratio is to the baseline's batch of the
+same round. `control` is a second baseline process measured like a configuration: its ratio
+is the method's own error in that run, and should read 1.00×.
 
     python benchmarks/overhead.py                          # Markdown tables on stdout
     python benchmarks/overhead.py --rounds 60 --json out.json   # longer, raw figures too
 
 Configurations:
   baseline       djtrace not installed ("tracer" removed from INSTALLED_APPS)
+  control        the same as baseline, in processes of its own
   djtrace        every hook on, every request traced (config.record_all), each finished
                  trace handed to an in-memory sink the harness empties between requests
   djtrace+store  the same, plus the trace store's writer (a bounded queue drained by a
@@ -39,8 +42,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = ("baseline", "djtrace", "djtrace+store", "otel", "sentry", "djtrace-idle")
-DEFAULT_CONFIGS = CONFIGS[:5]
+CONFIGS = ("baseline", "control", "djtrace", "djtrace+store", "otel", "sentry", "djtrace-idle")
+DEFAULT_CONFIGS = CONFIGS[:6]
 PATHS = ("/bench/trivial/", "/books/", "/cached/", "/api/books/")
 LABELS = {"/bench/trivial/": "trivial", "/books/": "N+1 /books/", "/cached/": "/cached/"}
 LABELS["/api/books/"] = "/api/books/"
@@ -316,34 +319,26 @@ def _reply(document: dict[str, Any]) -> None:
 
 
 def _round(
-    children: dict[str, _Child], others: list[str], index: int, requests: int
+    children: dict[str, _Child], configs: list[str], index: int, requests: int
 ) -> dict[str, dict[str, Any]]:
-    """One round: baseline, A, baseline, B, …, baseline. Each configuration is compared
-    with the mean of the two baseline batches around it, which cancels a drift of the
-    machine's speed over the round; the order rotates from round to round."""
-    order = others[index % len(others) :] + others[: index % len(others)] if others else []
+    """One round: every configuration runs one batch, the baseline too, in an order that
+    rotates from round to round, and each is compared with the baseline's batch of the same
+    round. No process runs more often than another or always after the same one: a baseline
+    run between every other batch (the first design) always followed the heaviest tracers'
+    batches, and an identical second baseline measured as a configuration read 0.976×."""
+    shift = index % len(configs)
+    order = configs[shift:] + configs[:shift]
     run = f"run {requests}"
-    bases = [children["baseline"].ask(run)]
-    results: dict[str, dict[str, Any]] = {}
+    results = {config: {**children[config].ask(run), **children[config].info} for config in order}
     for config in order:
-        results[config] = {**children[config].ask(run), **children[config].info}
-        bases.append(children["baseline"].ask(run))
-        before, after = bases[-2], bases[-1]
-        for key in KINDS:
-            results[config]["base_" + key] = {
-                path: (before[key][path] + after[key][path]) / 2 for path in PATHS
-            }
-    results["baseline"] = {
-        key: {path: statistics.median(b[key][path] for b in bases) for path in PATHS}
-        for key in KINDS
-    }
-    results["baseline"]["spans"] = bases[0]["spans"]
+        if config != "baseline":
+            for key in KINDS:
+                results[config]["base_" + key] = results["baseline"][key]
     return results
 
 
 def _generation(
     configs: list[str],
-    others: list[str],
     indexes: range,
     args: argparse.Namespace,
     env: dict[str, str],
@@ -355,7 +350,7 @@ def _generation(
         for config in configs:  # one after the other: the first one seeds the database
             children[config] = _Child(config, args, env)
         for i in indexes:
-            rounds.append(_round(children, others, i, args.requests))
+            rounds.append(_round(children, configs, i, args.requests))
             print(f"round {i + 1}/{args.rounds} done", file=sys.stderr)
         return {config: one.finish() for config, one in children.items()}
     finally:
@@ -490,7 +485,8 @@ def report(rounds: list[dict[str, dict[str, Any]]], args: argparse.Namespace) ->
         f"{len(rounds)} rounds; each configuration in a process of its own "
         f"({_generations(args)} in turn over the run), warmed up with {args.warmup} requests of "
         f"each kind; in every round each runs a batch of {args.requests} requests of each "
-        "kind, between two baseline batches (the ratio's denominator is their mean)."
+        "kind, in an order that rotates from round to round (the ratio's denominator is the "
+        "baseline's batch of the same round)."
     )
     out("")
     for name, value in _versions().items():
@@ -612,14 +608,13 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("DJTRACE_SAMPLE_DB", "DJTRACE_SAMPLE_CACHE", "DJTRACE_SAMPLE_DEBUG"):
             env.pop(name, None)  # sample_site's embedded defaults: SQLite, locmem cache
         rounds: list[dict[str, dict[str, Any]]] = []
-        others = [c for c in configs if c != "baseline"]
         generations = _generations(args)
         for generation in range(generations):
             # Fresh processes now and then: a process's luck (memory layout, hash seed) is
             # fixed for its life, and would otherwise be the whole run's.
             first = generation * args.rounds // generations
             last = (generation + 1) * args.rounds // generations
-            finals = _generation(configs, others, range(first, last), args, env, rounds)
+            finals = _generation(configs, range(first, last), args, env, rounds)
             for results in rounds[first:last]:
                 for config, final in finals.items():
                     results[config].update(final)
