@@ -569,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         "--warmup", type=int, default=30, help="requests of each kind before measuring"
     )
     parser.add_argument(
-        "--processes", type=int, default=5, help="processes per configuration over the run"
+        "--processes", type=int, default=10, help="processes per configuration over the run"
     )
     parser.add_argument(
         "--configs",
