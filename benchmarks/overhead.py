@@ -90,7 +90,10 @@ def _start_response(status: str, headers: list[Any], exc_info: Any = None) -> No
 
 def _serve(handler: Any, path: str) -> None:
     """One request exactly as a WSGI server runs it: call, iterate the body, close."""
-    response = handler(_environ(path), _start_response)
+    try:
+        response = handler(_environ(path), _start_response)
+    except SystemExit as failed:  # from _start_response: say which request
+        raise SystemExit(f"{failed} (GET {path})") from None
     try:
         for _ in response:
             pass
@@ -480,6 +483,11 @@ def report(rounds: list[dict[str, dict[str, Any]]], args: argparse.Namespace) ->
             f"djtrace+store writer: {store}. Traces dropped on a full queue: "
             f"{last.get('dropped')}. After each batch the writer needed another "
             f"{catch_up / 1000:.0f} µs per request to finish writing (not in the times above)."
+        )
+    if "control" in configs:
+        out(
+            "control is a second baseline measured like any configuration: its distance from "
+            "1.00× is this run's own error, which every other ratio shares."
         )
     out(
         f"{len(rounds)} rounds; each configuration in a process of its own "

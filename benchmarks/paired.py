@@ -3,9 +3,10 @@ once untraced and once recorded, so both halves of every pair see the same machi
 
 djtrace stays installed throughout (its hooks then cost one context variable lookup each,
 which overhead.py's djtrace-idle measures); only `config.record_all` changes between the two
-halves. The median of the pairs' ratios is the cost of recording, repeatable to within about
-±0.7% on a shared 2-core VM where whole runs of overhead.py differ by a few points: close
-enough to see what one hook costs, by leaving it out.
+halves. The median of the pairs' ratios is the cost of recording. On a shared 2-core VM it
+repeats to within about ±1% (each row is one process, and processes differ by their luck),
+where whole runs of overhead.py differ by a few points: close enough to see what a hook
+costs, by leaving it out, once the difference is well above 1%.
 
     python benchmarks/paired.py                                  # every request kind
     python benchmarks/paired.py --paths /books/ --leave-out db --leave-out source
@@ -95,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated")
     parser.add_argument("--pairs", type=int, default=300, help="pairs per path (default 300)")
-    parser.add_argument("--warmup", type=int, default=30, help="pairs before measuring")
+    parser.add_argument(
+        "--warmup", type=int, default=30, help="pairs before measuring (default 30)"
+    )
     parser.add_argument(
         "--leave-out",
         action="append",
@@ -117,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown hook {', '.join(unknown)} (known: {', '.join(LEAVE_OUT)})")
     paths = [p for p in args.paths.split(",") if p]
+    if not paths:
+        parser.error("--paths needs at least one path, such as /books/")
     rows: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="djtrace-paired-") as data:
         env = {**os.environ, "DJTRACE_SAMPLE_DATA": data, "PYTHONPATH": str(ROOT)}

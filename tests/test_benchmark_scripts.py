@@ -22,6 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("instructions.py", ["--configs", "sentry"], "unknown config sentry"),
         ("paired.py", ["--pairs", "0"], "--pairs must be at least 1"),
         ("paired.py", ["--leave-out", "jaeger"], "unknown hook jaeger"),
+        ("paired.py", ["--paths", ","], "--paths needs at least one path"),
     ],
 )
 def test_a_bad_option_is_one_line_and_exit_2(script: str, args: list[str], message: str):

@@ -63,3 +63,31 @@ def test_gathered_tasks_on_two_threads_each_nest_under_their_own_parent():
     assert parent(tr, on_loop).phase == "view"
     (held,) = [s for s in tr.spans if s.name.endswith("on_blocking")]
     assert parent(tr, held).name == "blocking"
+
+
+def test_spans_opened_on_several_threads_into_one_trace_get_distinct_ids():
+    import sys
+    import threading
+
+    from tracer.recorder import open_span
+
+    tr = Trace({}, {})
+    root = open_span(tr, None, "request", "GET /")
+
+    def record() -> None:
+        for _ in range(1000):  # 4,001 spans in all: under the default cap of 5,000
+            open_span(tr, root, "template", "row.html")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=record) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    ids = [span.id for span in tr.spans]
+    assert len(ids) == 4001
+    assert len(set(ids)) == len(ids)

@@ -21,6 +21,7 @@ trace (`tracer_errors`) and the request goes on untraced from that point.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -76,6 +77,10 @@ class _Config:
 
 config = _Config()
 
+# One atomic call under the GIL: two threads recording into one trace (a worker thread and
+# the event loop) never get the same id, as they could from len(trace.spans).
+_span_ids = itertools.count(1)
+
 
 def add_sink(sink: Callable[[Trace], None]) -> None:
     """Call `sink(trace)` for every finished request trace (store writer, exporters…)."""
@@ -104,14 +109,13 @@ def open_span(
     `start` (relative to the trace) is for a caller that has just read the clock anyway.
     """
     spans = trace.spans
-    count = len(spans)
-    if count >= config.max_spans:
+    if len(spans) >= config.max_spans:
         trace.dropped_spans += 1
         return None
     # Filled slot by slot rather than through Span.__init__: this runs for every span, and
     # skipping the Python-level __init__ call halves its cost.
     span = _new(Span)
-    span.id = count + 1  # spans are only ever appended, so this is unique within the trace
+    span.id = next(_span_ids)
     span.parent = parent.id if parent is not None else None
     span.phase = phase
     span.name = name

@@ -3,11 +3,11 @@
 Walks up from the hook to the first frame whose code is not Django's, djtrace's, the
 standard library's or an installed package's. Whether a file is "user code" is decided
 once per file and cached under its `co_filename` (a string whose hash is cached, unlike a
-code object's). Each library frame costs the loop a set lookup and a dozen bytecodes: run
-cold between Django's own, a walk's bytecodes are most of its cost (measured with
-benchmarks/paired.py). The `path:line` text is made once per call site and found again by
-the frame's bytecode offset, so a query repeated from one line (an N+1) neither rescans the
-code's line table for `f_lineno` nor makes a new string.
+code object's), and each library frame costs the loop one set lookup. What a walk costs is
+mostly CPython building a frame object for each frame it reads (docs/benchmarks.md). The
+`path:line` text is made once per call site and found again by the frame's bytecode offset,
+so a query repeated from one line (an N+1) neither rescans the code's line table for
+`f_lineno` nor makes a new string.
 """
 
 from __future__ import annotations
@@ -56,9 +56,10 @@ _user_roots: tuple[str, ...] = ()
 def _classify(filename: str) -> str | None:
     global _roots, _user_roots
     if _roots is None:
-        _roots = _library_roots()
         sample = _sample_site_root()
+        # _user_roots first: another thread that sees _roots set must see both.
         _user_roots = (sample,) if sample else ()
+        _roots = _library_roots()
     if filename.startswith("<"):
         return None
     path = os.path.realpath(filename)
