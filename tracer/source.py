@@ -95,7 +95,7 @@ def user_source(depth: int = 2) -> str | None:
             path = _classify(code.co_filename)
             if path is None:
                 library.add(code.co_filename)
-                continue
+                continue  # the same frame again, now taken as library code
             entry = _files[code.co_filename] = (path, {})
         if not entry[0]:  # a sync_to_async boundary
             return None
