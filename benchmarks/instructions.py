@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import re
 import shutil
 import subprocess
@@ -37,18 +36,10 @@ WARMUP = 20
 def child(config: str, path: str, count: int) -> None:
     """Warm up, then serve `path` `count` times (what valgrind counts, minus the other run)."""
     sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
-    os.environ["DJTRACE_BENCH_TRACER"] = "0" if config == "baseline" else "1"
-    import django
+    from benchmarks.overhead import configure, serve, wsgi_handler
 
-    django.setup()
-    from django.core.handlers.wsgi import WSGIHandler
-
-    from benchmarks.overhead import _serve
-    from sample_site.seed import ensure_database
-
-    ensure_database()
-    handler = WSGIHandler()
+    configure(tracer=config != "baseline")
+    handler = wsgi_handler()
     finished: list[object] = []  # emptied after each request, as overhead.py does
     if config == "djtrace":
         from tracer.recorder import add_sink
@@ -57,14 +48,14 @@ def child(config: str, path: str, count: int) -> None:
         tracer_config.record_all = True
         add_sink(finished.append)
     for _ in range(WARMUP):
-        _serve(handler, path)
+        serve(handler, path)
         finished.clear()
     # A collection lands on whichever request crosses its threshold: off while counting, so
     # the per-request difference is exact (GC's share was measured apart: under 0.5%).
     gc.collect()
     gc.disable()
     for _ in range(count):
-        _serve(handler, path)
+        serve(handler, path)
         finished.clear()
 
 
@@ -115,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = [p for p in args.paths.split(",") if p]
     if shutil.which("valgrind") is None:
         parser.error("valgrind is not installed (Debian: apt-get install valgrind)")
-    env = dict(os.environ, PYTHONHASHSEED="0")
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.overhead import child_env
+
     with tempfile.TemporaryDirectory(prefix="djtrace-instructions-") as data:
-        env["DJTRACE_SAMPLE_DATA"] = data  # never the user's own djtrace data
+        env = {**child_env(data), "PYTHONHASHSEED": "0"}
         # Seed the database first, so that neither counted run includes creating it.
         seed = [sys.executable, __file__, "--child", "baseline", paths[0], "0"]
         if subprocess.run(seed, env=env, check=False).returncode != 0:

@@ -88,7 +88,38 @@ def _start_response(status: str, headers: list[Any], exc_info: Any = None) -> No
         raise SystemExit(f"benchmark request failed: {status}")
 
 
-def _serve(handler: Any, path: str) -> None:
+def configure(tracer: bool) -> None:
+    """Make this process run sample_site with the benchmark settings, djtrace installed or
+    not; before django.setup() (and before a tracer that patches Django is set up)."""
+    sys.path.insert(0, str(ROOT))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+    os.environ["DJTRACE_BENCH_TRACER"] = "1" if tracer else "0"
+
+
+def wsgi_handler() -> Any:
+    """Django set up, sample_site's database seeded, and the handler a WSGI server calls."""
+    import django
+
+    django.setup()
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from sample_site.seed import ensure_database
+
+    ensure_database()
+    return WSGIHandler()
+
+
+def child_env(data: str) -> dict[str, str]:
+    """The environment of a benchmark's child processes: a data directory of their own
+    (never the user's djtrace data) and sample_site's embedded defaults (SQLite, locmem
+    cache) whatever the shell has set."""
+    env = {**os.environ, "DJTRACE_SAMPLE_DATA": data, "PYTHONPATH": str(ROOT)}
+    for name in ("DJTRACE_SAMPLE_DB", "DJTRACE_SAMPLE_CACHE", "DJTRACE_SAMPLE_DEBUG"):
+        env.pop(name, None)
+    return env
+
+
+def serve(handler: Any, path: str) -> None:
     """One request exactly as a WSGI server runs it: call, iterate the body, close."""
     try:
         response = handler(_environ(path), _start_response)
@@ -215,16 +246,16 @@ def _memory_per_trace(handler: Any, path: str, count: int = 30) -> int:
 
     held: list[Any] = []
     for _ in range(3):
-        _serve(handler, path)  # let tracemalloc-visible caches settle
+        serve(handler, path)  # let tracemalloc-visible caches settle
     gc.collect()
     tracemalloc.start()
-    _serve(handler, path)
+    serve(handler, path)
     gc.collect()
     before = tracemalloc.get_traced_memory()[0]
     add_sink(held.append)
     try:
         for _ in range(count):
-            _serve(handler, path)
+            serve(handler, path)
     finally:
         remove_sink(held.append)
     gc.collect()
@@ -240,32 +271,21 @@ def child(config: str, warmup: int) -> None:
     "run N" line gets back the batch's median time and spans per request kind; "quit" gets
     the final extras (memory per trace) and ends the process.
     """
-    sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
-    os.environ["DJTRACE_BENCH_TRACER"] = "1" if config.startswith("djtrace") else "0"
+    configure(tracer=config.startswith("djtrace"))
     spans: Callable[[], int] = lambda: 0  # noqa: E731
     info: dict[str, Any] = {}
     if config == "otel":
         spans = _setup_otel()
     elif config == "sentry":
         spans = _setup_sentry()
-
-    import django
-
-    django.setup()
-    from django.core.handlers.wsgi import WSGIHandler
-
-    from sample_site.seed import ensure_database
-
-    ensure_database()
+    handler = wsgi_handler()
     if config in ("djtrace", "djtrace+store"):
         spans, info = _setup_djtrace(store=config == "djtrace+store")
     writer = info.pop("writer", None)
-    handler = WSGIHandler()
 
     for _ in range(warmup):
         for path in PATHS:
-            _serve(handler, path)
+            serve(handler, path)
             spans()
     _settle(writer)
     _reply({"ready": True, **info})
@@ -281,7 +301,7 @@ def child(config: str, warmup: int) -> None:
             for path in PATHS:  # the request kinds interleave too
                 c0 = cpu()
                 t0 = clock()
-                _serve(handler, path)
+                serve(handler, path)
                 t1 = clock()
                 times[path].append(t1 - t0)
                 cpu_times[path].append(cpu() - c0)
@@ -612,9 +632,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     with tempfile.TemporaryDirectory(prefix="djtrace-bench-") as data:
-        env = {**os.environ, "DJTRACE_SAMPLE_DATA": data, "PYTHONPATH": str(ROOT)}
-        for name in ("DJTRACE_SAMPLE_DB", "DJTRACE_SAMPLE_CACHE", "DJTRACE_SAMPLE_DEBUG"):
-            env.pop(name, None)  # sample_site's embedded defaults: SQLite, locmem cache
+        env = child_env(data)
         rounds: list[dict[str, dict[str, Any]]] = []
         generations = _generations(args)
         for generation in range(generations):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -48,21 +47,14 @@ def _leave_out(name: str) -> None:
 def child(leave_out: str, paths: list[str], pairs: int, warmup: int) -> None:
     """Serve each path `pairs` times untraced and recorded, in turn; print the figures."""
     sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
-    os.environ["DJTRACE_BENCH_TRACER"] = "1"
+    from benchmarks.overhead import configure, serve, wsgi_handler
+
+    configure(tracer=True)
     if leave_out:
         _leave_out(leave_out)
-    import django
-
-    django.setup()
-    from django.core.handlers.wsgi import WSGIHandler
-
-    from benchmarks.overhead import _serve
-    from sample_site.seed import ensure_database
+    handler = wsgi_handler()
     from tracer.recorder import add_sink, config
 
-    ensure_database()
-    handler = WSGIHandler()
     finished: list[object] = []  # each trace let go after its request, as overhead.py does
     add_sink(finished.append)
     clock = time.perf_counter_ns
@@ -74,7 +66,7 @@ def child(leave_out: str, paths: list[str], pairs: int, warmup: int) -> None:
             for record in (False, True) if i % 2 else (True, False):  # neither always first
                 config.record_all = record
                 t0 = clock()
-                _serve(handler, path)
+                serve(handler, path)
                 times[record] = clock() - t0
                 finished.clear()
             config.record_all = False
@@ -122,11 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     paths = [p for p in args.paths.split(",") if p]
     if not paths:
         parser.error("--paths needs at least one path, such as /books/")
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.overhead import child_env
+
     rows: dict[str, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="djtrace-paired-") as data:
-        env = {**os.environ, "DJTRACE_SAMPLE_DATA": data, "PYTHONPATH": str(ROOT)}
-        for name in ("DJTRACE_SAMPLE_DB", "DJTRACE_SAMPLE_CACHE", "DJTRACE_SAMPLE_DEBUG"):
-            env.pop(name, None)  # sample_site's embedded defaults: SQLite, locmem cache
+        env = child_env(data)
         for leave_out in ["", *args.leave_out]:
             label = f"without {leave_out}" if leave_out else "every hook"
             print(f"measuring {label} …", file=sys.stderr, flush=True)
