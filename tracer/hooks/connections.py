@@ -3,9 +3,9 @@
 `BaseDatabaseWrapper.connect` is a `db.connect` span (name: the alias) whose attrs say how
 the request got its connection: `action` is "opened" (a new connection), "checkout" (taken
 from Django 5.1+'s psycopg pool) or "reused" (a persistent connection, CONN_MAX_AGE, that
-was already open when the request first used it). "reused" is noticed in
-`ensure_connection`, once per trace and alias, as an instant span where the request first
-touched the connection. `close` is a `db.close` span: "closed" or "returned" to the pool.
+was already open when the request first used it). "reused" is an instant span where the
+trace's first query on that alias runs. `close` is a `db.close` span: "closed" or
+"returned" to the pool.
 
 Nothing here reads connection parameters: `get_connection_params()` is never called.
 """
@@ -74,30 +74,27 @@ def _traced_connect(state: State, db: BaseDatabaseWrapper, original: Any) -> Any
     return connection
 
 
-def _ensure_connection(original: Any) -> Any:
-    def ensure_connection(self: BaseDatabaseWrapper) -> Any:
-        # Runs before every query: the common case (already accounted for) is one set lookup.
-        state = current.get()
-        if state is None or self.connection is None or self.alias in state.trace._connections:
-            return original(self)  # None: connect() runs and records its own span
-        trace = state.trace
-        try:
-            trace._connections.add(self.alias)
-            attrs = {
-                "alias": self.alias,
-                "vendor": self.vendor,
-                "pooled": False,
-                "action": "reused",
-                "reused": True,
-            }
-            span = open_span(trace, state.span, "db.connect", self.alias, attrs)
-            if span is not None:
-                span.duration = 0  # an instant: nothing was done to get it
-        except Exception:
-            tracer_failed(trace, "db.connect reused")
-        return original(self)
+def note_reused(state: State, db: BaseDatabaseWrapper) -> None:
+    """The trace's first query on `db` found it open: an instant `db.connect` span, "reused".
 
-    return ensure_connection
+    Called by the SQL hook (tracer.hooks.db), which checks `trace._connections` inline: a
+    hook of its own on `ensure_connection` would cost a call on every query, traced or not.
+    """
+    trace = state.trace
+    try:
+        trace._connections.add(db.alias)
+        attrs = {
+            "alias": db.alias,
+            "vendor": db.vendor,
+            "pooled": False,
+            "action": "reused",
+            "reused": True,
+        }
+        span = open_span(trace, state.span, "db.connect", db.alias, attrs)
+        if span is not None:
+            span.duration = 0  # an instant: nothing was done to get it
+    except Exception:
+        tracer_failed(trace, "db.connect reused")
 
 
 def _close(original: Any) -> Any:
@@ -130,5 +127,4 @@ def _close(original: Any) -> Any:
 
 def install() -> None:
     patch(BaseDatabaseWrapper, "connect", _connect)
-    patch(BaseDatabaseWrapper, "ensure_connection", _ensure_connection)
     patch(BaseDatabaseWrapper, "close", _close)

@@ -12,6 +12,7 @@ from typing import Any
 from django.db.backends.utils import CursorWrapper
 
 from tracer import redact
+from tracer.hooks.connections import note_reused
 from tracer.patching import patch
 from tracer.recorder import clock, current, mark_error, open_span, tracer_failed
 from tracer.source import user_source
@@ -27,6 +28,8 @@ def _traced(original: Any, many: bool) -> Any:
         trace = state.trace
         try:
             db = self.db
+            if db.alias not in trace._connections:  # opened before this trace: say so once
+                note_reused(state, db)
             attrs: dict[str, Any] = {
                 "sql": sql if type(sql) is str else str(sql),
                 "alias": db.alias,
