@@ -9,6 +9,7 @@ a trace.
 from __future__ import annotations
 
 import sys
+import types
 
 from django.test import Client
 
@@ -50,6 +51,21 @@ def test_two_functions_querying_from_the_same_bytecode_offset_get_their_own_line
     first = f"{here}:{_first_book.__code__.co_firstlineno + 1}"
     again = f"{here}:{_first_book_again.__code__.co_firstlineno + 1}"
     assert [q.attrs["source"] for q in t.queries] == [first, again, first, again]
+
+
+def test_library_code_carrying_a_user_modules_name_is_walked_past():
+    # A library wrapper made with functools.wraps carries the wrapped user function's
+    # __module__, so a walk that skipped frames by module name (sys._getframemodulename)
+    # would stop there. Frames are told apart by file. Here: Django's QuerySet.first,
+    # renamed into this module.
+    from django.db.models.query import QuerySet
+
+    first = types.FunctionType(QuerySet.first.__code__, QuerySet.first.__globals__, "first")
+    first.__module__ = __name__
+    with trace() as t:
+        line = sys._getframe().f_lineno + 1
+        first(Book.objects.order_by("id"))
+    assert [q.attrs["source"] for q in t.queries] == [f"tests/test_fast_path.py:{line}"]
 
 
 def test_each_request_gets_its_own_view_span_from_the_shared_wrapper():
