@@ -19,6 +19,7 @@ without their source line. Each row runs in a process of its own.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import statistics
@@ -26,7 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = ("/bench/trivial/", "/books/", "/cached/", "/api/books/")
@@ -61,25 +64,66 @@ def child(leave_out: str, paths: list[str], pairs: int, warmup: int) -> None:
     results = {}
     for path in paths:
         off, on, ratios = [], [], []
-        for i in range(warmup + pairs):
-            times = {}
-            for record in (False, True) if i % 2 else (True, False):  # neither always first
-                config.record_all = record
-                t0 = clock()
-                serve(handler, path)
-                times[record] = clock() - t0
-                finished.clear()
-            config.record_all = False
-            if i >= warmup:
-                off.append(times[False])
-                on.append(times[True])
-                ratios.append(times[True] / times[False])
+        # The collector is off while pairs are timed: a collection falls in whichever request
+        # crosses its threshold, which is nearly always the recorded one (it allocates more),
+        # so it would bill recording for the untraced half's garbage too. It runs between
+        # pairs instead, and what each mode costs in collections is measured apart, below.
+        gc.disable()
+        try:
+            for i in range(warmup + pairs):
+                if i % 20 == 0:
+                    gc.collect()
+                times = {}
+                for record in (False, True) if i % 2 else (True, False):  # neither always first
+                    config.record_all = record
+                    t0 = clock()
+                    serve(handler, path)
+                    times[record] = clock() - t0
+                    finished.clear()
+                config.record_all = False
+                if i >= warmup:
+                    off.append(times[False])
+                    on.append(times[True])
+                    ratios.append(times[True] / times[False])
+        finally:
+            gc.enable()
+        gc_off, gc_on = (_collections(handler, path, record, finished) for record in (False, True))
         results[path] = {
             "off": statistics.median(off),
             "on": statistics.median(on),
             "ratio": statistics.median(ratios),
+            "gc_off": gc_off,
+            "gc_on": gc_on,
         }
     print(json.dumps(results))
+
+
+def _collections(
+    handler: Any, path: str, record: bool, finished: list[object], count: int = 500
+) -> float:
+    """Garbage collection time per request (ns) in a run of `count` requests of one mode."""
+    from benchmarks.overhead import serve
+    from tracer.recorder import config
+
+    spent = [0, 0]  # total ns, start of the current collection
+
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            spent[1] = time.perf_counter_ns()
+        else:
+            spent[0] += time.perf_counter_ns() - spent[1]
+
+    config.record_all = record
+    gc.collect()
+    gc.callbacks.append(timed)
+    try:
+        for _ in range(count):
+            serve(handler, path)
+            finished.clear()
+    finally:
+        gc.callbacks.remove(timed)
+        config.record_all = False
+    return spent[0] / count
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,19 +176,42 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             rows[label] = json.loads(done.stdout)
     print(
-        f"Recorded ÷ untraced, median of {args.pairs} pairs in one process "
-        "(median µs untraced → recorded, then the ratio):\n"
+        f"Recorded ÷ untraced, median of {args.pairs} pairs in one process, the garbage "
+        "collector off while timing (median µs untraced → recorded, then the ratio):\n"
     )
+    _table(rows, paths, lambda r: (r["off"], r["on"], r["ratio"]))
+    print(
+        "\nGarbage collection, measured apart (500 requests of one mode in a row): µs per "
+        "request untraced → recorded, then the ratio above with each mode's collections "
+        "added:\n"
+    )
+    _table(
+        rows,
+        paths,
+        lambda r: (r["gc_off"], r["gc_on"], r["ratio"] * _with_gc(r)),
+    )
+    return 0
+
+
+def _with_gc(result: dict[str, float]) -> float:
+    """How much the collections change the ratio: (on + gc_on) / (off + gc_off) ÷ on/off."""
+    on, off = result["on"], result["off"]
+    return ((on + result["gc_on"]) / (off + result["gc_off"])) / (on / off)
+
+
+def _table(
+    rows: dict[str, dict[str, dict[str, float]]],
+    paths: list[str],
+    cell: Callable[[dict[str, float]], tuple[float, float, float]],
+) -> None:
     print("| recorded with | " + " | ".join(paths) + " |")
     print("|---|" + "---:|" * len(paths))
     for label, result in rows.items():
-        cells = [
-            f"{result[p]['off'] / 1000:,.0f} → {result[p]['on'] / 1000:,.0f} µs "
-            f"{result[p]['ratio']:.3f}×"
-            for p in paths
-        ]
+        cells = []
+        for path in paths:
+            before, after, ratio = cell(result[path])
+            cells.append(f"{before / 1000:,.0f} → {after / 1000:,.0f} µs {ratio:.3f}×")
         print(f"| {label} | " + " | ".join(cells) + " |")
-    return 0
 
 
 if __name__ == "__main__":
