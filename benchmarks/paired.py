@@ -3,10 +3,13 @@ once untraced and once recorded, so both halves of every pair see the same machi
 
 djtrace stays installed throughout (its hooks then cost one context variable lookup each,
 which overhead.py's djtrace-idle measures); only `config.record_all` changes between the two
-halves. The median of the pairs' ratios is the cost of recording. On a shared 2-core VM it
-repeats to within about ±1% (each row is one process, and processes differ by their luck),
-where whole runs of overhead.py differ by a few points: close enough to see what a hook
-costs, by leaving it out, once the difference is well above 1%.
+halves. The garbage collector is off while pairs are timed (a collection would nearly always
+fall in the recorded half, which allocates more, and bill it for the untraced half's garbage
+too); a second table gives each mode's collection time per request, measured apart, and the
+ratio with it added. The median of the pairs' ratios is the cost of recording. On a shared
+2-core VM it repeats to within about ±1% (each row is one process, and processes differ by
+their luck), where whole runs of overhead.py differ by a few points: close enough to see
+what a hook costs, by leaving it out, once the difference is well above 1%.
 
     python benchmarks/paired.py                                  # every request kind
     python benchmarks/paired.py --paths /books/ --leave-out db --leave-out source
