@@ -3,10 +3,11 @@ once untraced and once recorded, so both halves of every pair see the same machi
 
 djtrace stays installed throughout (its hooks then cost one context variable lookup each,
 which overhead.py's djtrace-idle measures); only `config.record_all` changes between the two
-halves. The garbage collector is off while pairs are timed (a collection would nearly always
-fall in the recorded half, which allocates more, and bill it for the untraced half's garbage
-too); a second table gives each mode's collection time per request, measured apart, and the
-ratio with it added. The median of the pairs' ratios is the cost of recording. On a shared
+halves. The garbage collector is off while pairs are timed and runs every 20 pairs (a
+collection would nearly always fall in the recorded half, which allocates more, and bill it
+for the untraced half's garbage too); a second table gives each mode's young-generation
+collection time per request, measured apart, and the ratio with it added; full collections
+are counted, not averaged in. The median of the pairs' ratios is the cost of recording. On a shared
 2-core VM it repeats to within about ±1% (each row is one process, and processes differ by
 their luck), where whole runs of overhead.py differ by a few points: close enough to see
 what a hook costs, by leaving it out, once the difference is well above 1%.
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PATHS = ("/bench/trivial/", "/books/", "/cached/", "/api/books/")
 HOOKS = sorted(p.stem for p in (ROOT / "tracer" / "hooks").glob("*.py") if p.stem != "__init__")
 LEAVE_OUT = (*HOOKS, "source")
+GC_REQUESTS = 500  # requests of one mode in a row, for its collections
 
 
 def _leave_out(name: str) -> None:
@@ -48,6 +50,10 @@ def _leave_out(name: str) -> None:
         db.user_source = lambda depth=2: None  # type: ignore[assignment]
     else:
         importlib.import_module(f"tracer.hooks.{name}").install = lambda: None  # type: ignore[attr-defined]
+    if name == "connections":  # the SQL hook notices reused connections on its behalf
+        from tracer.hooks import db
+
+        db.note_reused = lambda state, connection: None  # type: ignore[assignment]
 
 
 def child(leave_out: str, paths: list[str], pairs: int, warmup: int) -> None:
@@ -69,7 +75,7 @@ def child(leave_out: str, paths: list[str], pairs: int, warmup: int) -> None:
         off, on, ratios = [], [], []
         # The collector is off while pairs are timed: a collection falls in whichever request
         # crosses its threshold, which is nearly always the recorded one (it allocates more),
-        # so it would bill recording for the untraced half's garbage too. It runs between
+        # so it would bill recording for the untraced half's garbage too. It runs every 20
         # pairs instead, and what each mode costs in collections is measured apart, below.
         gc.disable()
         try:
@@ -90,43 +96,50 @@ def child(leave_out: str, paths: list[str], pairs: int, warmup: int) -> None:
                     ratios.append(times[True] / times[False])
         finally:
             gc.enable()
-        gc_off, gc_on = (_collections(handler, path, record, finished) for record in (False, True))
+        modes = (False, True) if len(results) % 2 else (True, False)
+        collections = {record: _collections(handler, path, record, finished) for record in modes}
         results[path] = {
             "off": statistics.median(off),
             "on": statistics.median(on),
             "ratio": statistics.median(ratios),
-            "gc_off": gc_off,
-            "gc_on": gc_on,
+            "gc_off": collections[False][0],
+            "gc_on": collections[True][0],
+            "full_off": collections[False][1],
+            "full_on": collections[True][1],
         }
     print(json.dumps(results))
 
 
 def _collections(
-    handler: Any, path: str, record: bool, finished: list[object], count: int = 500
-) -> float:
-    """Garbage collection time per request (ns) in a run of `count` requests of one mode."""
+    handler: Any, path: str, record: bool, finished: list[object]
+) -> tuple[float, int]:
+    """In GC_REQUESTS requests of one mode in a row: young-generation collection time per
+    request (ns), and how many full collections ran. A full one is a pause of tens of ms
+    every few hundred requests: averaged in, one more or less would swamp the rest."""
     from benchmarks.overhead import serve
     from tracer.recorder import config
 
-    spent = [0, 0]  # total ns, start of the current collection
+    young, full, started = [0], [0], [0]
 
     def timed(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            spent[1] = time.perf_counter_ns()
+            started[0] = time.perf_counter_ns()
+        elif info["generation"] == 2:
+            full[0] += 1
         else:
-            spent[0] += time.perf_counter_ns() - spent[1]
+            young[0] += time.perf_counter_ns() - started[0]
 
     config.record_all = record
     gc.collect()
     gc.callbacks.append(timed)
     try:
-        for _ in range(count):
+        for _ in range(GC_REQUESTS):
             serve(handler, path)
             finished.clear()
     finally:
         gc.callbacks.remove(timed)
         config.record_all = False
-    return spent[0] / count
+    return young[0] / GC_REQUESTS, full[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,28 +197,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     _table(rows, paths, lambda r: (r["off"], r["on"], r["ratio"]))
     print(
-        "\nGarbage collection, measured apart (500 requests of one mode in a row): µs per "
-        "request untraced → recorded, then the ratio above with each mode's collections "
-        "added:\n"
+        f"\nGarbage collection, measured apart ({GC_REQUESTS} requests of one mode in a row): "
+        "µs per request in young-generation collections, untraced → recorded, then the ratio "
+        "above with them added:\n"
     )
-    _table(
-        rows,
-        paths,
-        lambda r: (r["gc_off"], r["gc_on"], r["ratio"] * _with_gc(r)),
+    _table(rows, paths, lambda r: (r["gc_off"], r["gc_on"], r["ratio"] * _with_gc(r)), ".1f")
+    fulls = [
+        f"{label} {path} {result[path]['full_off']} → {result[path]['full_on']}"
+        for label, result in rows.items()
+        for path in paths
+    ]
+    print(
+        f"\nFull collections in those {GC_REQUESTS} requests, untraced → recorded (each a "
+        "pause of tens of ms, left out of the figures above): " + "; ".join(fulls)
     )
     return 0
 
 
 def _with_gc(result: dict[str, float]) -> float:
-    """How much the collections change the ratio: (on + gc_on) / (off + gc_off) ÷ on/off."""
-    on, off = result["on"], result["off"]
-    return ((on + result["gc_on"]) / (off + result["gc_off"])) / (on / off)
+    """How much the collections change the ratio."""
+    return (1 + result["gc_on"] / result["on"]) / (1 + result["gc_off"] / result["off"])
 
 
 def _table(
     rows: dict[str, dict[str, dict[str, float]]],
     paths: list[str],
     cell: Callable[[dict[str, float]], tuple[float, float, float]],
+    digits: str = ",.0f",
 ) -> None:
     print("| recorded with | " + " | ".join(paths) + " |")
     print("|---|" + "---:|" * len(paths))
@@ -213,7 +231,7 @@ def _table(
         cells = []
         for path in paths:
             before, after, ratio = cell(result[path])
-            cells.append(f"{before / 1000:,.0f} → {after / 1000:,.0f} µs {ratio:.3f}×")
+            cells.append(f"{before / 1000:{digits}} → {after / 1000:{digits}} µs {ratio:.3f}×")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

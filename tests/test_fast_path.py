@@ -159,3 +159,7 @@ def test_a_connection_used_again_in_a_request_is_accounted_for_once():
     connects = only(tr, "db.connect")
     assert len(connects) == 1, connects
     assert len(tr.queries) >= 21
+    # Noticed by the SQL hook at the request's first query, as an instant just before it.
+    (reused,) = connects
+    assert reused.attrs["action"] == "reused" and reused.duration == 0
+    assert reused.start <= min(q.start for q in tr.queries)

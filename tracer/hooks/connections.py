@@ -4,8 +4,9 @@
 the request got its connection: `action` is "opened" (a new connection), "checkout" (taken
 from Django 5.1+'s psycopg pool) or "reused" (a persistent connection, CONN_MAX_AGE, that
 was already open when the request first used it). "reused" is an instant span where the
-trace's first query on that alias runs. `close` is a `db.close` span: "closed" or
-"returned" to the pool.
+trace's first query on that alias runs (through `CursorWrapper.execute`/`executemany`): a
+request that only opens a cursor or a transaction on an open connection, with no query,
+gets none. `close` is a `db.close` span: "closed" or "returned" to the pool.
 
 Nothing here reads connection parameters: `get_connection_params()` is never called.
 """
@@ -38,6 +39,10 @@ def _pool_stats(db: BaseDatabaseWrapper, attrs: dict[str, Any]) -> None:
             attrs[key] = stats[key]
 
 
+def _attrs(db: BaseDatabaseWrapper, pooled: bool, action: str) -> dict[str, Any]:
+    return {"alias": db.alias, "vendor": db.vendor, "pooled": pooled, "action": action}
+
+
 def _connect(original: Any) -> Any:
     def connect(self: BaseDatabaseWrapper) -> Any:
         state = current.get()
@@ -52,13 +57,8 @@ def _traced_connect(state: State, db: BaseDatabaseWrapper, original: Any) -> Any
     trace = state.trace
     try:
         pooled = _pooled(db)
-        attrs: dict[str, Any] = {
-            "alias": db.alias,
-            "vendor": db.vendor,
-            "pooled": pooled,
-            "action": "checkout" if pooled else "opened",
-            "reused": False,
-        }
+        attrs = _attrs(db, pooled, "checkout" if pooled else "opened")
+        attrs["reused"] = False
         trace._connections.add(db.alias)
     except Exception:
         tracer_failed(trace, "db.connect start")
@@ -80,16 +80,13 @@ def note_reused(state: State, db: BaseDatabaseWrapper) -> None:
     Called by the SQL hook (tracer.hooks.db), which checks `trace._connections` inline: a
     hook of its own on `ensure_connection` would cost a call on every query, traced or not.
     """
+    if db.connection is None:  # a cursor outliving its connection: the query will fail
+        return
     trace = state.trace
     try:
         trace._connections.add(db.alias)
-        attrs = {
-            "alias": db.alias,
-            "vendor": db.vendor,
-            "pooled": False,
-            "action": "reused",
-            "reused": True,
-        }
+        attrs = _attrs(db, False, "reused")
+        attrs["reused"] = True
         span = open_span(trace, state.span, "db.connect", db.alias, attrs)
         if span is not None:
             span.duration = 0  # an instant: nothing was done to get it
@@ -106,12 +103,7 @@ def _close(original: Any) -> Any:
         trace = state.trace
         try:
             pooled = _pooled(self)
-            attrs = {
-                "alias": self.alias,
-                "vendor": self.vendor,
-                "pooled": pooled,
-                "action": "returned" if pooled else "closed",
-            }
+            attrs = _attrs(self, pooled, "returned" if pooled else "closed")
         except Exception:
             tracer_failed(trace, "db.close start")
             return original(self)

@@ -1,7 +1,8 @@
 """SQL queries at Django's own layer (`CursorWrapper.execute/executemany`).
 
 Works for every backend and driver, on every alias and thread. Per query: two clock
-reads, a cached redaction decision, a cached user-frame lookup; the fingerprint is
+reads, a cached redaction decision, a cached user-frame lookup, one set lookup for whether
+the trace has accounted for the connection yet (tracer.hooks.connections); the fingerprint is
 computed later, by analysis, never on the request path.
 """
 
