@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import types
 
+import pytest
 from django.test import Client
 
 from cli.inprocess import RequestSpec, run
@@ -163,3 +164,14 @@ def test_a_connection_used_again_in_a_request_is_accounted_for_once():
     (reused,) = connects
     assert reused.attrs["action"] == "reused" and reused.duration == 0
     assert reused.start <= min(q.start for q in tr.queries)
+
+
+def test_a_cursor_used_after_its_connection_closed_records_no_connection():
+    from django.db import connection
+
+    cursor = connection.cursor()
+    connection.close()
+    with trace() as t, pytest.raises(Exception, match="closed"):
+        cursor.execute("SELECT 1")  # fails as it does untraced
+    assert not only(t.bare, "db.connect")  # no "reused" connection that is not there
+    assert len(t.queries) == 1 and t.queries[0].error is not None
