@@ -119,15 +119,16 @@ def _collections(
     from benchmarks.overhead import serve
     from tracer.recorder import config
 
-    young, full, started = [0], [0], [0]
+    young = full = started = 0
 
     def timed(phase: str, info: dict[str, Any]) -> None:
+        nonlocal young, full, started
         if phase == "start":
-            started[0] = time.perf_counter_ns()
+            started = time.perf_counter_ns()
         elif info["generation"] == 2:
-            full[0] += 1
+            full += 1
         else:
-            young[0] += time.perf_counter_ns() - started[0]
+            young += time.perf_counter_ns() - started
 
     config.record_all = record
     gc.collect()
@@ -139,7 +140,7 @@ def _collections(
     finally:
         gc.callbacks.remove(timed)
         config.record_all = False
-    return young[0] / GC_REQUESTS, full[0]
+    return young / GC_REQUESTS, full
 
 
 def main(argv: list[str] | None = None) -> int:

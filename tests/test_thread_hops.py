@@ -7,11 +7,14 @@ copied to another thread (async_to_sync, sync_to_async) and asgiref copies it ba
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 
 from django.test import AsyncClient, Client, override_settings
 
 from tests.hops_site import MARKER
 from tracer import Span, Trace, trace
+from tracer.recorder import open_span
 
 HOPS = override_settings(ROOT_URLCONF="tests.hops_site")
 
@@ -66,11 +69,6 @@ def test_gathered_tasks_on_two_threads_each_nest_under_their_own_parent():
 
 
 def test_spans_opened_on_several_threads_into_one_trace_get_distinct_ids():
-    import sys
-    import threading
-
-    from tracer.recorder import open_span
-
     tr = Trace({}, {})
     root = open_span(tr, None, "request", "GET /")
 
