@@ -36,3 +36,33 @@ def test_a_bad_option_is_one_line_and_exit_2(script: str, args: list[str], messa
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="sys.monitoring is there from 3.12")
+def test_bytecodes_before_python_3_12_says_what_it_needs():
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bytecodes.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert "needs Python 3.12+ for sys.monitoring" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="needs sys.monitoring (Python 3.12+)")
+def test_bytecodes_accounts_for_recording_function_by_function():
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bytecodes.py"), "--paths", "/books/", "--requests", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    header = next(line for line in done.stdout.splitlines() if "bytecodes per request" in line)
+    untraced, recorded = (int(n.replace(",", "")) for n in header.split()[:3:2])
+    assert recorded > untraced
+    # Each of the N+1 page's 21 queries walks to its source line once.
+    assert " user_source | 21 |" in done.stdout
+    assert " open_span | " in done.stdout

@@ -86,27 +86,26 @@ def user_source(depth: int = 2) -> str | None:
     frame: FrameType = sys._getframe(depth)
     library = _library
     while True:
-        # Every query crosses several library frames here (7 on an N+1 page): no test for
-        # the end of the stack per frame, since past the outermost frame is None.
+        # Every query crosses several library frames here (7 on an N+1 page), so the inner
+        # loop is as short as it can be: no local for the file name and no test for the
+        # end of the stack (past the outermost frame is None: AttributeError).
         try:
-            filename = frame.f_code.co_filename
-            while filename in library:
+            while frame.f_code.co_filename in library:
                 frame = frame.f_back  # type: ignore[assignment]
-                filename = frame.f_code.co_filename
         except AttributeError:
             return None
-        entry = _files.get(filename)
+        code = frame.f_code
+        entry = _files.get(code.co_filename)
         if entry is not None:
             break
-        path = _classify(filename)
+        path = _classify(code.co_filename)
         if path is None:
-            library.add(filename)
+            library.add(code.co_filename)
         else:
-            _files[filename] = (path, {})
+            _files[code.co_filename] = (path, {})
         # and look at the same frame again, now that its file is known
     if not entry[0]:  # a sync_to_async boundary
         return None
-    code = frame.f_code
     sites = entry[1]
     offset = frame.f_lasti
     site = sites.get(offset)
