@@ -1,19 +1,21 @@
 """Bytecodes executed per request, untraced and recorded, and which of djtrace's functions
-run them: an exact, repeatable account of what recording costs, function by function.
+run them: an exact, repeatable account of the Python work recording adds, function by
+function.
 
 Wall time on a shared VM moves by a few percent from run to run, and valgrind's instruction
 counts move by about 0.1 M per request between processes (memory layout), so a change
-that saves a few hundred bytecodes shows in neither. This count does not move at all: the
-same code and the same requests execute the same bytecodes. It uses `sys.monitoring`
-(Python 3.12+), in one process with djtrace installed: each request is served N times
-untraced and N times recorded, and every bytecode executed is counted against its function.
+that saves a few hundred bytecodes shows in neither. This count does not move: the same
+code, Python, Django and arguments execute the same bytecodes. It uses `sys.monitoring`
+(Python 3.12+), in one process with djtrace installed: each path is served `--requests`
+times untraced and as many times recorded, and every bytecode executed is counted against
+its function (this script's own are left out).
 
     python benchmarks/bytecodes.py                       # every request kind
     python benchmarks/bytecodes.py --paths /books/ --top 20
 
-A bytecode is not a fixed cost (a call into C can be thousands of instructions), but on
-djtrace's recording path, which is almost all Python, time follows the count: on the N+1
-page recording runs about 6% more bytecodes for about 5% more time.
+A bytecode is not a unit of time: a call into C, a frame object built for the source walk
+or a cold cache line costs what it costs whatever the count. Use it to see where recording's
+Python work is and whether a change removed some; use paired.py and overhead.py for time.
 """
 
 from __future__ import annotations
@@ -30,10 +32,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = ("/bench/trivial/", "/books/", "/cached/", "/api/books/")
 WARMUP = 20
-TOOL = 4  # a sys.monitoring tool id of no one's (debuggers, coverage and profilers take 0–2)
+TOOL = 4  # sys.monitoring's ids 0–2 are for debuggers, coverage and profilers
 
 
-def _count(handler: Any, path: str, requests: int, record: bool) -> tuple[Counter, Counter]:
+def _count(
+    handler: Any, path: str, requests: int, record: bool
+) -> tuple[Counter[CodeType], Counter[CodeType]]:
     """Bytecodes and calls per code object, over `requests` requests of one mode."""
     from benchmarks.overhead import serve
     from tracer.recorder import config
@@ -58,6 +62,9 @@ def _count(handler: Any, path: str, requests: int, record: bool) -> tuple[Counte
     finally:
         monitoring.set_events(TOOL, 0)
         config.record_all = False
+    for counter in (bytecodes, calls):  # this script's own loop is not the request's
+        for code in [c for c in counter if c.co_filename == __file__]:
+            del counter[code]
     return bytecodes, calls
 
 
@@ -70,7 +77,12 @@ def _name(code: CodeType) -> str:
     return f"{where}:{code.co_firstlineno} {code.co_qualname}"
 
 
-def _report(path: str, requests: int, top: int, counts: dict[bool, tuple[Counter, Counter]]):
+def _report(
+    path: str,
+    requests: int,
+    top: int,
+    counts: dict[bool, tuple[Counter[CodeType], Counter[CodeType]]],
+) -> None:
     (off, _), (on, calls) = counts[False], counts[True]
     total_off, total_on = sum(off.values()) / requests, sum(on.values()) / requests
     ours_on = sum(n for code, n in on.items() if _ours(code)) / requests
@@ -81,7 +93,7 @@ def _report(path: str, requests: int, top: int, counts: dict[bool, tuple[Counter
         f"({total_on / total_off:.4f}×, {total_on - total_off:+,.0f}); in djtrace's own code "
         f"{ours_off:,.0f} → {ours_on:,.0f}.\n"
     )
-    print("| djtrace function | calls | bytecodes added | per call | share |")
+    print("| djtrace function | calls | bytecodes added | a call, recorded | share |")
     print("|---|---:|---:|---:|---:|")
     added = total_on - total_off
     ranked = sorted((c for c in on if _ours(c)), key=lambda c: on[c] - off[c], reverse=True)
@@ -98,7 +110,6 @@ def _report(path: str, requests: int, top: int, counts: dict[bool, tuple[Counter
 
 
 def run(paths: list[str], requests: int, top: int) -> None:
-    sys.path.insert(0, str(ROOT))
     from benchmarks.overhead import configure, serve, wsgi_handler
     from tracer.recorder import add_sink, config
 
@@ -129,11 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--top", type=int, default=15, help="functions listed (default 15)")
     args = parser.parse_args(argv)
-    if sys.version_info < (3, 12):
-        parser.error(
-            f"needs Python 3.12+ for sys.monitoring (this is {sys.version.split()[0]}); "
-            "run it from a 3.12 virtualenv with djtrace installed"
-        )
     if args.requests < 1:
         parser.error("--requests must be at least 1")
     if args.top < 1:
@@ -141,13 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     paths = [p for p in args.paths.split(",") if p]
     if not paths:
         parser.error("--paths needs at least one path, such as /books/")
+    if sys.version_info < (3, 12):
+        parser.error(
+            f"needs Python 3.12+ for sys.monitoring (this is {sys.version.split()[0]}); "
+            "run it from a 3.12 virtualenv with djtrace installed"
+        )
     sys.path.insert(0, str(ROOT))
     from benchmarks.overhead import child_env
 
     with tempfile.TemporaryDirectory(prefix="djtrace-bytecodes-") as data:
-        # The benchmark's own data directory and sample_site's defaults, as in its children.
-        os.environ.clear()
-        os.environ.update(child_env(data))
+        # The benchmark's own data directory and sample_site's defaults (SQLite, locmem), as
+        # overhead.py gives its children: set before Django reads its settings.
+        env = child_env(data)
+        for name in set(os.environ) - set(env):
+            del os.environ[name]
+        os.environ.update(env)
         run(paths, args.requests, args.top)
     return 0
 

@@ -23,6 +23,9 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
         ("paired.py", ["--pairs", "0"], "--pairs must be at least 1"),
         ("paired.py", ["--leave-out", "jaeger"], "unknown hook jaeger"),
         ("paired.py", ["--paths", ","], "--paths needs at least one path"),
+        ("bytecodes.py", ["--requests", "0"], "--requests must be at least 1"),
+        ("bytecodes.py", ["--top", "0"], "--top must be at least 1"),
+        ("bytecodes.py", ["--paths", ","], "--paths needs at least one path"),
     ],
 )
 def test_a_bad_option_is_one_line_and_exit_2(script: str, args: list[str], message: str):
@@ -49,6 +52,7 @@ def test_bytecodes_before_python_3_12_says_what_it_needs():
     assert done.returncode == 2, done
     assert "needs Python 3.12+ for sys.monitoring" in done.stderr
     assert "Traceback" not in done.stderr
+    assert done.stdout == ""
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="needs sys.monitoring (Python 3.12+)")
