@@ -63,8 +63,8 @@ class TraceSession:
         self.bare.closed = True
         # A response nobody closed (a RequestFactory call, an unread stream) ends here.
         for trace in self._traces:
-            if not trace.closed and trace.root is not None:
-                finish_trace(trace, trace.root, None)
+            if not trace.closed and trace.records:
+                finish_trace(trace, trace.records[0], None)  # the first record is the root
                 trace.closed = False
 
     @property

@@ -3,16 +3,36 @@
 Times are integer nanoseconds relative to the trace's start (a `perf_counter_ns` base
 kept privately while recording). The JSON form is documented in docs/trace-format.md;
 every reader goes through `Trace.from_dict`, which refuses a schema it does not know.
+
+While a request runs, its spans are *records* (below), not Spans: a Trace turns them into
+Spans the first time its `spans` are read, which for a captured request is on the store
+writer's thread, never on the request's.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
+from random import getrandbits
 from typing import Any
 
 SCHEMA_VERSION = 1
+
+# --- Records: spans while they are recorded ------------------------------------------------
+#
+# On the request path a span is a plain list, the cheapest object CPython makes: a Span
+# with slots costs several times as much to build there (docs/benchmarks.md). Ids, parent
+# ids, times relative to the trace and lazy attrs are worked out when the trace is read.
+#
+#   [parent record or None, phase, name, start, end, thread, attrs, error]
+#
+# start and end are perf_counter_ns readings (end is 0 while the span is open); attrs is a
+# dict, None, or a tuple (function, *args) whose call makes the dict when the trace is read.
+# A middleware record has two more items, set by the handler core when the middleware is
+# the innermost: when it called the core and when that returned (0 until then). Any other
+# middleware's halves are read off the span of the layer inside it.
+Record = list[Any]
+PARENT, PHASE, NAME, START, END, THREAD, ATTRS, ERROR, INNER_START, INNER_END = range(10)
 
 
 class SchemaError(ValueError):
@@ -93,7 +113,8 @@ class Trace:
         "duration",
         "request",
         "where",
-        "spans",
+        "records",
+        "_spans",
         "findings",
         "dropped_spans",
         "tracer_errors",
@@ -111,13 +132,16 @@ class Trace:
         id: str | None = None,
         started_at: int | None = None,
     ) -> None:
-        self.id = id or os.urandom(8).hex()
+        # No system call on the request path (os.urandom is one); `random` reseeds itself
+        # in a forked child, so gunicorn's workers do not repeat each other's ids.
+        self.id = id or f"{getrandbits(64):016x}"
         self.schema = SCHEMA_VERSION
         self.started_at = started_at if started_at is not None else time.time_ns()
         self.duration = -1
         self.request: dict[str, Any] = request if request is not None else {}
         self.where: dict[str, Any] = where if where is not None else {}
-        self.spans: list[Span] = []
+        self.records: list[Record] = []  # appended to while the request runs
+        self._spans: list[Span] | None = None
         self.findings: list[dict[str, Any]] | None = None  # computed by analysis when needed
         self.dropped_spans = 0
         self.tracer_errors = 0
@@ -129,6 +153,24 @@ class Trace:
     def __repr__(self) -> str:
         label = f"{self.request.get('method', '')} {self.request.get('path', '')}".strip()
         return f"<Trace {self.id} {label or 'inline'} {self.duration / 1e6:.3f}ms>"
+
+    @property
+    def spans(self) -> list[Span]:
+        """The spans, in the order they started (built from the records on first read)."""
+        spans = self._spans
+        if spans is None:
+            with _building:
+                spans = self._spans
+                if spans is None:
+                    spans = _spans_from_records(self)
+                    if self.duration >= 0:  # finished: nothing more will be recorded
+                        self._spans = spans
+        return spans
+
+    @spans.setter
+    def spans(self, spans: list[Span]) -> None:
+        self._spans = spans
+        self.records = []
 
     @property
     def root(self) -> Span | None:
@@ -185,6 +227,58 @@ class Trace:
         except (KeyError, TypeError, ValueError) as exc:
             raise SchemaError(f"malformed trace: {exc.__class__.__name__}: {exc}") from None
         return trace
+
+
+_building = threading.Lock()
+_new = object.__new__
+
+
+def _spans_from_records(trace: Trace) -> list[Span]:
+    t0 = trace._t0
+    numbers: dict[int, int] = {}  # id(record) -> span id
+    spans = []
+    for number, record in enumerate(list(trace.records), 1):
+        numbers[id(record)] = number
+        parent = record[PARENT]
+        start = record[START]
+        end = record[END]
+        span = _new(Span)
+        span.id = number
+        span.parent = numbers.get(id(parent)) if parent is not None else None
+        span.phase = record[PHASE]
+        span.name = record[NAME]
+        span.start = start - t0
+        span.duration = end - start if end else -1
+        span.thread = record[THREAD]
+        span.attrs = _attrs(trace, record, t0)
+        span.error = record[ERROR]
+        spans.append(span)
+        if span.phase == "middleware" and span.parent is not None:
+            outer = spans[span.parent - 1]
+            if outer.phase == "middleware":  # this layer's span splits the outer one in two
+                outer.attrs.setdefault("inner_start", span.start)
+                if end:
+                    outer.attrs["inner_end"] = end - t0
+    return spans
+
+
+def _attrs(trace: Trace, record: Record, t0: int) -> dict[str, Any]:
+    attrs = record[ATTRS]
+    if attrs is None:
+        out: dict[str, Any] = {}
+    elif type(attrs) is tuple:
+        try:
+            out = attrs[0](*attrs[1:])
+        except Exception:  # the tracer's own failure: the span keeps its timing
+            trace.tracer_errors += 1
+            out = {}
+    else:
+        out = dict(attrs)  # a copy: a hook may still be filling the record's dict in
+    if len(record) > INNER_START and record[INNER_START]:
+        out["inner_start"] = record[INNER_START] - t0
+        if record[INNER_END]:
+            out["inner_end"] = record[INNER_END] - t0
+    return out
 
 
 def current_thread_name() -> str:

@@ -21,7 +21,6 @@ trace (`tracer_errors`) and the request goes on untraced from that point.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import threading
 import time
@@ -29,7 +28,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-from tracer.model import Span, Trace
+from tracer.model import END, ERROR, PHASE, START, Record, Trace
 
 logger = logging.getLogger("djtrace")
 
@@ -51,7 +50,7 @@ class State:
     __slots__ = ("trace", "span", "collector", "thread")
 
     def __init__(
-        self, trace: Trace, span: Span | None, collector: Collector | None, thread: int
+        self, trace: Trace, span: Record | None, collector: Collector | None, thread: int
     ) -> None:
         self.trace = trace
         self.span = span  # the parent of the next span
@@ -77,10 +76,6 @@ class _Config:
 
 config = _Config()
 
-# One atomic call under the GIL: two threads recording into one trace (a worker thread and
-# the event loop) never get the same id, as they could from len(trace.spans).
-_span_ids = itertools.count(1)
-
 
 def add_sink(sink: Callable[[Trace], None]) -> None:
     """Call `sink(trace)` for every finished request trace (store writer, exporters…)."""
@@ -93,53 +88,32 @@ def remove_sink(sink: Callable[[Trace], None]) -> None:
         config.sinks.remove(sink)
 
 
-_new = object.__new__
-
-
 def open_span(
-    trace: Trace,
-    parent: Span | None,
-    phase: str,
-    name: str,
-    attrs: dict[str, Any] | None = None,
-    start: int | None = None,
-) -> Span | None:
-    """Start a span, or return None (and count it) when the trace is at its span cap.
-
-    `start` (relative to the trace) is for a caller that has just read the clock anyway.
-    """
-    spans = trace.spans
-    if len(spans) >= config.max_spans:
+    trace: Trace, parent: Record | None, phase: str, name: str, attrs: Any = None
+) -> Record | None:
+    """Start a span (a record: tracer.model), or return None and count it when the trace is
+    at its span cap."""
+    records = trace.records
+    if len(records) >= config.max_spans:
         trace.dropped_spans += 1
         return None
-    # Filled slot by slot rather than through Span.__init__: this runs for every span, and
-    # skipping the Python-level __init__ call halves its cost.
-    span = _new(Span)
-    span.id = next(_span_ids)
-    span.parent = parent.id if parent is not None else None
-    span.phase = phase
-    span.name = name
-    span.start = clock() - trace._t0 if start is None else start
-    span.duration = -1
-    span.thread = thread_id()
-    span.attrs = attrs if attrs is not None else {}
-    span.error = None
-    spans.append(span)
+    span = [parent, phase, name, clock(), 0, thread_id(), attrs, None]
+    records.append(span)
     return span
 
 
-def close_span(trace: Trace, span: Span) -> None:
-    span.duration = clock() - trace._t0 - span.start
+def close_span(span: Record) -> None:
+    span[END] = clock()
 
 
-def mark_error(span: Span, exc: BaseException) -> None:
-    if span.error is None:
+def mark_error(span: Record, exc: BaseException) -> None:
+    if span[ERROR] is None:
         cls = type(exc)
         try:
             message = str(exc)[:500]
         except Exception:  # an exception whose __str__ fails must not replace the app's own
             message = f"<{cls.__qualname__}: message unavailable>"
-        span.error = {"type": f"{cls.__module__}.{cls.__qualname__}", "message": message}
+        span[ERROR] = {"type": f"{cls.__module__}.{cls.__qualname__}", "message": message}
 
 
 def tracer_failed(trace: Trace | None, where: str) -> None:
@@ -158,43 +132,42 @@ class span_scope:
     `span` is None when nothing could be recorded; the body runs the same either way.
     """
 
-    __slots__ = ("state", "phase", "name", "attrs", "span", "parent", "token")
+    __slots__ = ("state", "span", "parent", "token")
     awaits = False
 
-    def __init__(
-        self, state: State, phase: str, name: str, attrs: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, state: State, phase: str, name: str, attrs: Any = None) -> None:
         self.state = state
-        self.phase = phase
-        self.name = name
-        self.attrs = attrs
-        self.span: Span | None = None
-
-    def __enter__(self) -> Span | None:
-        state = self.state
+        self.span: Record | None = None
+        trace = state.trace
         try:
-            span = open_span(state.trace, state.span, self.phase, self.name, self.attrs)
-            if span is None:
-                return None
-            if self.awaits or state.thread != span.thread:
-                self.token = current.set(State(state.trace, span, state.collector, span.thread))
+            # open_span, spelled out: every hook that is not hot enough to have its own
+            # inline span comes through here.
+            records = trace.records
+            if len(records) >= config.max_spans:
+                trace.dropped_spans += 1
+                return
+            parent = self.parent = state.span
+            thread = thread_id()
+            span = [parent, phase, name, clock(), 0, thread, attrs, None]
+            records.append(span)
+            if self.awaits or thread != state.thread:
+                self.token = current.set(State(trace, span, state.collector, thread))
             else:
                 self.token = None
-                self.parent = state.span
                 state.span = span
             self.span = span
-            return span
         except Exception:
-            tracer_failed(state.trace, f"{self.phase} start")
-            return None
+            tracer_failed(trace, f"{phase} start")
+
+    def __enter__(self) -> Record | None:
+        return self.span
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
         span = self.span
         if span is None:
             return False
-        trace = self.state.trace
         try:
-            span.duration = clock() - trace._t0 - span.start
+            span[END] = clock()
             if exc is not None and not isinstance(exc, NOT_ERRORS):
                 mark_error(span, exc)
             if self.token is None:
@@ -202,7 +175,7 @@ class span_scope:
             else:
                 current.reset(self.token)
         except Exception:
-            tracer_failed(trace, f"{self.phase} end")
+            tracer_failed(self.state.trace, f"{span[PHASE]} end")
         return False  # the app's exception, if any, passes through untouched
 
 
@@ -220,24 +193,23 @@ NOT_ERRORS = (asyncio.CancelledError, GeneratorExit)
 
 def begin_trace(
     request: dict[str, Any], where: dict[str, Any], collector: Collector | None
-) -> tuple[Trace, Span]:
+) -> tuple[Trace, Record]:
     """A new request trace with its root span opened."""
     trace = Trace(request, where)
-    root = open_span(
-        trace, None, "request", f"{request.get('method', '')} {request.get('path', '')}"
-    )
-    assert root is not None  # a new trace is never at its cap
+    name = f"{request.get('method', '')} {request.get('path', '')}"
+    root = [None, "request", name, trace._t0, 0, thread_id(), None, None]
+    trace.records.append(root)
     if collector is not None:
         collector.started(trace)
     return trace, root
 
 
-def finish_trace(trace: Trace, root: Span, collector: Collector | None) -> None:
+def finish_trace(trace: Trace, root: Record, collector: Collector | None) -> None:
     """Close the root span and hand the trace to its collector and every sink."""
     if trace.closed:
         return
-    close_span(trace, root)
-    trace.duration = root.duration
+    end = root[END] = clock()
+    trace.duration = end - root[START]
     trace.closed = True
     if collector is not None:
         collector.finished(trace)

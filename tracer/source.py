@@ -7,7 +7,8 @@ code object's), and each library frame costs the loop one set lookup. What a wal
 mostly CPython building a frame object for each frame it reads (docs/benchmarks.md). The
 `path:line` text is made once per call site and found again by the frame's bytecode offset,
 so a query repeated from one line (an N+1) neither rescans the code's line table for
-`f_lineno` nor makes a new string.
+`f_lineno` nor makes a new string; and a query repeated from the same place through the
+same calls is recognised without a walk (`user_source`'s `key`).
 """
 
 from __future__ import annotations
@@ -81,9 +82,35 @@ def _display_path(path: str) -> str:
     return os.path.relpath(path, base)
 
 
+# What recent walks found, newest first: the user frame's depth (from user_source), its code
+# and bytecode offset, the code of the frame it called, and its `path:line`.
+_recent: list[tuple[int, CodeType, int, CodeType, str]] = []
+_RECENT = 4
+
+
 def user_source(depth: int = 2) -> str | None:
-    """`path:line` of the nearest user frame above the caller, or None."""
+    """`path:line` of the nearest user frame above the caller, or None.
+
+    A call that repeats a recent walk is known without walking: the frame that walk found is
+    at the same depth, running the same instruction of the same code, and the frame it
+    called runs the same code too. A query in a loop (an N+1) then costs two frame lookups
+    instead of a frame object for each library frame between it and the loop (7 on an N+1
+    page). A repeat that differs in any of those is walked again.
+    """
+    global _recent  # replaced below, never changed in place: another thread may be reading it
+    for at, code, offset, callee, site in _recent:
+        try:
+            frame = sys._getframe(at)
+        except ValueError:  # the stack is not that deep now
+            continue
+        if (
+            frame.f_code is code
+            and frame.f_lasti == offset
+            and sys._getframe(at - 1).f_code is callee
+        ):
+            return site
     frame: FrameType = sys._getframe(depth)
+    at = depth
     library = _library
     while True:
         # Every query crosses several library frames here (7 on an N+1 page), so the inner
@@ -92,6 +119,7 @@ def user_source(depth: int = 2) -> str | None:
         try:
             while frame.f_code.co_filename in library:
                 frame = frame.f_back  # type: ignore[assignment]
+                at += 1
         except AttributeError:
             return None
         code = frame.f_code
@@ -111,4 +139,5 @@ def user_source(depth: int = 2) -> str | None:
     site = sites.get(offset)
     if site is None or site[0] is not code:
         site = sites[offset] = (code, f"{entry[0]}:{frame.f_lineno}")
+    _recent = [(at, code, offset, sys._getframe(at - 1).f_code, site[1]), *_recent[: _RECENT - 1]]
     return site[1]

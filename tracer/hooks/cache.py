@@ -21,6 +21,7 @@ from typing import Any
 
 from django.core.cache import CacheHandler, caches
 
+from tracer.model import ATTRS, NAME, PHASE
 from tracer.patching import patch
 from tracer.recorder import async_span_scope, current, span_scope, tracer_failed
 from tracer.redact import REDACTED, is_sensitive
@@ -112,10 +113,10 @@ def _after(kind: str, attrs: dict[str, Any], result: Any, args: tuple, kwargs: d
 def _nested(state: Any, alias: str, name: str) -> bool:
     """True when a cache operation of the same alias is already being timed."""
     parent = state.span
-    if parent is None or parent.phase != "cache" or parent.attrs.get("alias") != alias:
+    if parent is None or parent[PHASE] != "cache" or parent[ATTRS].get("alias") != alias:
         return False
-    if name in ("add", "aadd") and parent.name in ("get_or_set", "aget_or_set"):
-        parent.attrs["hit"] = False  # get_or_set only adds what it did not find
+    if name in ("add", "aadd") and parent[NAME] in ("get_or_set", "aget_or_set"):
+        parent[ATTRS]["hit"] = False  # get_or_set only adds what it did not find
     return True
 
 

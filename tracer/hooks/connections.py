@@ -17,6 +17,7 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from tracer.model import END, START
 from tracer.patching import patch
 from tracer.recorder import State, current, open_span, span_scope, tracer_failed
 
@@ -89,7 +90,7 @@ def note_reused(state: State, db: BaseDatabaseWrapper) -> None:
         attrs["reused"] = True
         span = open_span(trace, state.span, "db.connect", db.alias, attrs)
         if span is not None:
-            span.duration = 0  # an instant: nothing was done to get it
+            span[END] = span[START]  # an instant: nothing was done to get it
     except Exception:
         tracer_failed(trace, "db.connect reused")
 

@@ -1,9 +1,10 @@
 """SQL queries at Django's own layer (`CursorWrapper.execute/executemany`).
 
-Works for every backend and driver, on every alias and thread. Per query: two clock
-reads, a cached redaction decision, a cached user-frame lookup, one set lookup for whether
-the trace has accounted for the connection yet (tracer.hooks.connections); the fingerprint is
-computed later, by analysis, never on the request path.
+Works for every backend and driver, on every alias and thread. Per query: a record, two
+clock reads, a cached user-frame lookup, one set lookup for whether the trace has accounted
+for the connection yet (tracer.hooks.connections) and the driver's row count. The attrs,
+with the parameters redacted, are made when the trace is read; the fingerprint later still,
+by analysis. Until then the record holds the parameters the app passed, as Django does.
 """
 
 from __future__ import annotations
@@ -14,9 +15,33 @@ from django.db.backends.utils import CursorWrapper
 
 from tracer import redact
 from tracer.hooks.connections import note_reused
+from tracer.model import ATTRS, END, START
 from tracer.patching import patch
-from tracer.recorder import clock, current, mark_error, open_span, tracer_failed
+from tracer.recorder import clock, config, current, mark_error, thread_id, tracer_failed
 from tracer.source import user_source
+
+
+def query_attrs(
+    sql: Any, params: Any, many: bool, alias: str, vendor: str, source: str | None, rows: Any
+) -> dict[str, Any]:
+    """A query span's attrs, made when the trace is read (for executemany, `params` is the
+    batch size, if known: the batch itself is not kept)."""
+    attrs: dict[str, Any] = {
+        "sql": sql if type(sql) is str else str(sql),
+        "alias": alias,
+        "vendor": vendor,
+    }
+    if many:
+        attrs["many"] = True
+        if params is not None:
+            attrs["batch"] = params
+    elif params is not None:
+        attrs["params"] = redact.sql_params(sql, params)
+    if source is not None:
+        attrs["source"] = source
+    if rows is not None and rows >= 0:
+        attrs["rows"] = rows
+    return attrs
 
 
 def _traced(original: Any, many: bool) -> Any:
@@ -28,42 +53,35 @@ def _traced(original: Any, many: bool) -> Any:
             return original(self, sql, params)
         trace = state.trace
         try:
+            records = trace.records
+            if len(records) >= config.max_spans:
+                trace.dropped_spans += 1
+                return original(self, sql, params)
             db = self.db
-            if db.alias not in trace._connections:  # opened before this trace: say so once
+            alias = db.alias
+            if alias not in trace._connections:  # opened before this trace: say so once
                 note_reused(state, db)
-            attrs: dict[str, Any] = {
-                "sql": sql if type(sql) is str else str(sql),
-                "alias": db.alias,
-                "vendor": db.vendor,
-            }
-            if many:
-                attrs["many"] = True
-                if isinstance(params, (list, tuple)):
-                    attrs["batch"] = len(params)
-            elif params is not None:
-                attrs["params"] = redact.sql_params(sql, params)
             source = user_source(2)
-            if source is not None:
-                attrs["source"] = source
-            span = open_span(trace, state.span, "db.query", db.alias, attrs)
+            span = [state.span, "db.query", alias, 0, 0, thread_id(), None, None]
+            records.append(span)
         except Exception:
             tracer_failed(trace, "db.query start")
             return original(self, sql, params)
-        if span is None:
-            return original(self, sql, params)
+        span[START] = clock()
         try:
             return original(self, sql, params)
         except Exception as exc:
             mark_error(span, exc)
             raise
         finally:
-            span.duration = clock() - trace._t0 - span.start
+            span[END] = clock()
             try:
                 rows = self.cursor.rowcount
-                if rows is not None and rows >= 0:
-                    attrs["rows"] = rows
             except Exception:
-                pass
+                rows = None
+            if many:
+                params = len(params) if isinstance(params, (list, tuple)) else None
+            span[ATTRS] = (query_attrs, sql, params, many, alias, db.vendor, source, rows)
 
     return execute
 

@@ -12,13 +12,14 @@ from typing import Any
 
 from django.core.handlers import exception as exception_module
 
+from tracer.model import ERROR, Record
 from tracer.patching import patch
 from tracer.recorder import current, mark_error, span_scope
 
 
-def _already_marked(spans: list[Any], exc: BaseException) -> bool:
+def _already_marked(records: list[Record], exc: BaseException) -> bool:
     name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    return any(s.error is not None and s.error["type"] == name for s in spans)
+    return any(r[ERROR] is not None and r[ERROR]["type"] == name for r in records)
 
 
 def _response_for_exception(original: Any) -> Any:
@@ -26,12 +27,12 @@ def _response_for_exception(original: Any) -> Any:
         state = current.get()
         if state is None:
             return original(request, exc)
-        with span_scope(state, "exception", type(exc).__qualname__) as span:
-            if span is not None and not _already_marked(state.trace.spans, exc):
+        attrs: dict[str, Any] = {}
+        with span_scope(state, "exception", type(exc).__qualname__, attrs) as span:
+            if span is not None and not _already_marked(state.trace.records, exc):
                 mark_error(span, exc)
             response = original(request, exc)
-            if span is not None:
-                span.attrs["status"] = response.status_code
+            attrs["status"] = response.status_code
             return response
 
     return response_for_exception

@@ -20,7 +20,7 @@ from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from tracer import body, redact
-from tracer.model import Span, Trace, current_thread_name
+from tracer.model import ATTRS, END, THREAD, Record, Trace, current_thread_name
 from tracer.patching import patch
 from tracer.recorder import (
     NOT_ERRORS,
@@ -42,12 +42,12 @@ class _Open:
 
     __slots__ = ("trace", "root", "collector", "streaming", "body")
 
-    def __init__(self, trace: Trace, root: Span, collector: Collector | None) -> None:
+    def __init__(self, trace: Trace, root: Record, collector: Collector | None) -> None:
         self.trace = trace
         self.root = root
         self.collector = collector
         self.streaming = False
-        self.body: Span | None = None  # the response.stream span, once sending began
+        self.body: Record | None = None  # the response.stream span, once sending began
 
 
 def _end_body(entry: _Open) -> None:
@@ -57,8 +57,8 @@ def _end_body(entry: _Open) -> None:
     may close a body it stopped reading.)
     """
     body = entry.body
-    if body is not None and body.duration < 0:
-        close_span(entry.trace, body)
+    if body is not None and not body[END]:
+        close_span(body)
 
 
 # Keyed by the response object itself: nothing is stored on the user's response.
@@ -134,20 +134,20 @@ def _note_otel_parent(where: dict[str, Any]) -> None:
         tracer_failed(None, "otel parent")
 
 
-def _start(request: Any, mode: str) -> tuple[Trace, Span, Collector | None, Any] | None:
+def _start(request: Any, mode: str) -> tuple[Trace, Record, Collector | None, Any] | None:
     state = current.get()
     if state is None and not config.record_all:
         return None
     collector = state.collector if state is not None else None
     try:
         trace, root = begin_trace(_request_info(request), _where(request, mode), collector)
-        return trace, root, collector, current.set(State(trace, root, collector, root.thread))
+        return trace, root, collector, current.set(State(trace, root, collector, root[THREAD]))
     except Exception:
         tracer_failed(None, "request start")
         return None
 
 
-def _handed_back(trace: Trace, root: Span, collector: Collector | None, response: Any) -> None:
+def _handed_back(trace: Trace, root: Record, collector: Collector | None, response: Any) -> None:
     """The handler returned: note the status and wait for the response to be closed."""
     try:
         trace.request["status"] = response.status_code
@@ -231,7 +231,7 @@ def _close(original: Any) -> Any:
             span = None
         # One context switch for the close phase: its span is the parent of what close() runs.
         parent = root if span is None else span
-        token = current.set(State(trace, parent, collector, parent.thread))
+        token = current.set(State(trace, parent, collector, parent[THREAD]))
         try:
             return original(self)
         except BaseException as exc:
@@ -240,7 +240,7 @@ def _close(original: Any) -> Any:
             raise
         finally:
             if span is not None:
-                close_span(trace, span)
+                close_span(span)
             current.reset(token)
             finish_trace(trace, root, collector)
 
@@ -258,7 +258,7 @@ def _streamed(entry: _Open, chunks: Iterator[Any], runs_code: bool) -> Iterator[
     if span is None:
         yield from chunks
         return
-    state = State(trace, span, collector, span.thread)
+    state = State(trace, span, collector, span[THREAD])
     sent = count = 0
     try:
         if not runs_code:
@@ -280,15 +280,14 @@ def _streamed(entry: _Open, chunks: Iterator[Any], runs_code: bool) -> Iterator[
             yield chunk
     finally:
         _end_body(entry)
-        span.attrs["bytes"] = sent
-        span.attrs["chunks"] = count
+        span[ATTRS] = {"bytes": sent, "chunks": count}
 
 
 async def _astreamed(entry: _Open, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
     trace, root, collector = entry.trace, entry.root, entry.collector
     span = entry.body = open_span(trace, root, "response.stream", "body")
     parent = span if span is not None else root
-    state = State(trace, parent, collector, parent.thread)
+    state = State(trace, parent, collector, parent[THREAD])
     sent = count = 0
     try:
         while True:
@@ -305,8 +304,7 @@ async def _astreamed(entry: _Open, chunks: AsyncIterator[Any]) -> AsyncIterator[
     finally:
         if span is not None:
             _end_body(entry)
-            span.attrs["bytes"] = sent
-            span.attrs["chunks"] = count
+            span[ATTRS] = {"bytes": sent, "chunks": count}
 
 
 def _iter(original: Any) -> Any:
@@ -344,8 +342,8 @@ def _send_response(original: Any) -> Any:
         span = entry.body = open_span(trace, entry.root, "response.stream", "body")
         if span is None:
             return await original(self, response, send)
-        span.attrs["bytes"] = len(response.content)
-        token = current.set(State(trace, span, entry.collector, span.thread))
+        span[ATTRS] = {"bytes": len(response.content)}
+        token = current.set(State(trace, span, entry.collector, span[THREAD]))
         try:
             return await original(self, response, send)
         except BaseException as exc:

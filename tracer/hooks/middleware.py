@@ -20,7 +20,7 @@ from asgiref.sync import iscoroutinefunction
 from django.core.handlers import base as handler_base
 from django.core.handlers.base import BaseHandler
 
-from tracer.model import Span, Trace
+from tracer.model import END, INNER_END, INNER_START, PHASE, Record
 from tracer.patching import patch
 from tracer.recorder import (
     NOT_ERRORS,
@@ -29,8 +29,8 @@ from tracer.recorder import (
     clock,
     current,
     mark_error,
-    open_span,
     span_scope,
+    thread_id,
     tracer_failed,
 )
 
@@ -50,11 +50,13 @@ def _is_handler_core(get_response: Any) -> bool:
 def _layer(inner: Any, name: str | None) -> Any:
     """Wrap one layer of the chain; `name` is None for the handler core.
 
-    Entering a layer marks where its caller's "before" half ends (`inner_start`, the first
-    time) and leaving it where the "after" half begins (`inner_end`); the same clock reads
-    start and end the layer's own span.
+    A middleware's "before" half ends where the layer inside it starts (`inner_start`, the
+    first time) and its "after" half begins where that layer returns (`inner_end`): the
+    inner layer's own span marks both, and they are read off it when the trace is read. The
+    handler core has no span, so it marks the innermost middleware's halves on its record.
     """
-
+    if name is None:
+        return _core(inner)
     if iscoroutinefunction(inner):
 
         @functools.wraps(inner)
@@ -62,20 +64,28 @@ def _layer(inner: Any, name: str | None) -> Any:
             state = current.get()
             if state is None:
                 return await inner(request)
-            trace, outer, collector = state.trace, state.span, state.collector
+            trace = state.trace
             try:
-                span, token, split = _enter(trace, outer, collector, name)
+                # A State of its own: other tasks run while this layer awaits.
+                thread = thread_id()
+                span = [state.span, "middleware", name, clock(), 0, thread, None, None, 0, 0]
+                trace.records.append(span)
+                token = current.set(State(trace, span, state.collector, thread))
             except Exception:
                 tracer_failed(trace, "middleware start")
                 return await inner(request)
             try:
                 return await inner(request)
             except BaseException as exc:
-                if span is not None and not isinstance(exc, NOT_ERRORS):
+                if not isinstance(exc, NOT_ERRORS):
                     mark_error(span, exc)
                 raise
             finally:
-                _leave(trace, outer, span, token, split)
+                span[END] = clock()
+                try:
+                    current.reset(token)
+                except Exception:
+                    tracer_failed(trace, "middleware end")
 
         return async_layer
 
@@ -85,73 +95,77 @@ def _layer(inner: Any, name: str | None) -> Any:
         if state is None:
             return inner(request)
         # Spelled out, and the state moved in place (a sync layer does not await): this runs
-        # for every layer of every request.
+        # for every layer of every request. Not capped: a request has one span per layer.
         trace, outer = state.trace, state.span
         try:
-            start = clock() - trace._t0
-            split = outer is not None and outer.phase == "middleware"
-            if split and "inner_start" not in outer.attrs:
-                outer.attrs["inner_start"] = start
-            span = (
-                None if name is None else open_span(trace, outer, "middleware", name, None, start)
-            )
-            token = None
-            if span is not None:
-                if span.thread == state.thread:  # see recorder: moved in place, put back below
-                    state.span = span
-                else:
-                    token = current.set(State(trace, span, state.collector, span.thread))
+            thread = thread_id()
+            span = [outer, "middleware", name, clock(), 0, thread, None, None, 0, 0]
+            trace.records.append(span)
+            if thread == state.thread:  # see recorder: moved in place, put back below
+                token = None
+                state.span = span
+            else:
+                token = current.set(State(trace, span, state.collector, thread))
         except Exception:
             tracer_failed(trace, "middleware start")
             return inner(request)
         try:
             return inner(request)
         except BaseException as exc:
-            if span is not None and not isinstance(exc, NOT_ERRORS):
+            if not isinstance(exc, NOT_ERRORS):
                 mark_error(span, exc)
             raise
         finally:
-            try:
-                end = clock() - trace._t0
-                if span is not None:
-                    span.duration = end - span.start
-                    if token is None:
-                        state.span = outer
-                    else:
-                        current.reset(token)
-                if split:
-                    outer.attrs["inner_end"] = end
-            except Exception:
-                tracer_failed(trace, "middleware end")
+            span[END] = clock()
+            if token is None:
+                state.span = outer
+            else:
+                try:
+                    current.reset(token)
+                except Exception:
+                    tracer_failed(trace, "middleware end")
 
     return sync_layer
 
 
-def _enter(
-    trace: Trace, outer: Span | None, collector: Any, name: str | None
-) -> tuple[Span | None, Any, bool]:
-    start = clock() - trace._t0
-    split = outer is not None and outer.phase == "middleware"
-    if split and "inner_start" not in outer.attrs:  # type: ignore[union-attr]
-        outer.attrs["inner_start"] = start  # type: ignore[union-attr]
-    if name is None:
-        return None, None, split
-    span = open_span(trace, outer, "middleware", name, None, start)
-    if span is None:
-        return None, None, split
-    return span, current.set(State(trace, span, collector, span.thread)), split
+def _core(inner: Any) -> Any:
+    """The handler core, inside the innermost middleware: no span of its own, it marks
+    where that middleware called inward and where the call returned."""
+    if iscoroutinefunction(inner):
+
+        @functools.wraps(inner)
+        async def async_core(request: Any) -> Any:
+            outer = _innermost_middleware()
+            if outer is None:
+                return await inner(request)
+            if not outer[INNER_START]:
+                outer[INNER_START] = clock()
+            try:
+                return await inner(request)
+            finally:
+                outer[INNER_END] = clock()
+
+        return async_core
+
+    @functools.wraps(inner)
+    def sync_core(request: Any) -> Any:
+        outer = _innermost_middleware()
+        if outer is None:
+            return inner(request)
+        if not outer[INNER_START]:
+            outer[INNER_START] = clock()
+        try:
+            return inner(request)
+        finally:
+            outer[INNER_END] = clock()
+
+    return sync_core
 
 
-def _leave(trace: Trace, outer: Span | None, span: Span | None, token: Any, split: bool) -> None:
-    try:
-        end = clock() - trace._t0
-        if span is not None:
-            span.duration = end - span.start
-            current.reset(token)
-        if split:
-            outer.attrs["inner_end"] = end  # type: ignore[union-attr]
-    except Exception:
-        tracer_failed(trace, "middleware end")
+def _innermost_middleware() -> Record | None:
+    state = current.get()
+    outer = state.span if state is not None else None
+    return outer if outer is not None and outer[PHASE] == "middleware" else None
 
 
 def _convert(original: Any) -> Any:

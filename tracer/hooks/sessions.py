@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from tracer.model import PHASE
 from tracer.patching import patch
 from tracer.recorder import async_span_scope, current, span_scope
 
@@ -34,7 +35,7 @@ def engine_name(cls: type) -> str:
 
 def _inside_session(state: Any) -> bool:
     parent = state.span
-    return parent is not None and parent.phase == "session"
+    return parent is not None and parent[PHASE] == "session"
 
 
 def _note(op: str, attrs: dict[str, Any], result: Any) -> None:

@@ -19,6 +19,7 @@ from django.core.signals import request_started
 from django.dispatch import Signal
 from django.dispatch.dispatcher import NO_RECEIVERS
 
+from tracer.model import ATTRS, PHASE
 from tracer.patching import patch
 from tracer.recorder import State, async_span_scope, current, span_scope, tracer_failed
 
@@ -80,6 +81,25 @@ def signal_name(signal: Signal) -> tuple[str, str]:
 
 def receiver_name(receiver: Any) -> str:
     func = getattr(receiver, "__func__", receiver)  # a bound method: its function
+    code = getattr(func, "__code__", None)
+    if code is None:  # a partial, a callable instance…
+        return _function_name(func)
+    # Kept by code object, not by function: a cache holding a receiver would keep a weakly
+    # connected one alive, and connected. The entry holds the code, so its id stays its own.
+    known = _code_names.get(id(code))
+    if known is not None and known[0] is code:
+        return known[1]
+    name = _function_name(func)
+    if len(_code_names) >= 4096:
+        _code_names.clear()
+    _code_names[id(code)] = (code, name)
+    return name
+
+
+_code_names: dict[int, tuple[Any, str]] = {}
+
+
+def _function_name(func: Any) -> str:
     qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
     module = getattr(func, "__module__", None)
     return f"{module}.{qualname}" if module else qualname
@@ -88,14 +108,10 @@ def receiver_name(receiver: Any) -> str:
 class _Receiver:
     """Times one receiver call; anything else is the receiver's own attribute."""
 
-    __slots__ = ("receiver", "state")
-
-    def __init__(self, receiver: Any, state: State) -> None:
-        self.receiver = receiver
-        self.state = state
+    __slots__ = ("receiver", "state", "name")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with span_scope(self.state, "signal.receiver", receiver_name(self.receiver)):
+        with span_scope(self.state, "signal.receiver", self.name):
             return self.receiver(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -109,8 +125,22 @@ class _AsyncReceiver(_Receiver):
 
     async def __call__(self, *args: Any, **kwargs: Any) -> Any:
         attrs = {"async": True}
-        with async_span_scope(self.state, "signal.receiver", receiver_name(self.receiver), attrs):
+        with async_span_scope(self.state, "signal.receiver", self.name, attrs):
             return await self.receiver(*args, **kwargs)
+
+
+_new = object.__new__
+
+
+def _wrapped(cls: type[_Receiver], receivers: Any, state: State) -> list[_Receiver]:
+    wrapped = []
+    for receiver in receivers:
+        wrapper = _new(cls)  # filled in here: no __init__ call per receiver
+        wrapper.receiver = receiver
+        wrapper.state = state
+        wrapper.name = receiver_name(receiver)
+        wrapped.append(wrapper)
+    return wrapped
 
 
 def _attrs(signal: Signal, sender: Any) -> tuple[str, dict[str, Any]]:
@@ -182,18 +212,18 @@ def _live_receivers(original: Any) -> Any:
             return result
         span = state.span
         # Only for the send that is starting right now (has_listeners etc. get the originals).
-        if span is None or span.phase != "signal" or "receivers" in span.attrs:
+        if span is None or span[PHASE] != "signal" or "receivers" in span[ATTRS]:
             return result
         try:
             if isinstance(result, tuple):  # Django 5+: (sync receivers, async receivers)
                 sync, asynchronous = result
-                span.attrs["receivers"] = len(sync) + len(asynchronous)
+                span[ATTRS]["receivers"] = len(sync) + len(asynchronous)
                 return (
-                    [_Receiver(r, state) for r in sync],
-                    [_AsyncReceiver(r, state) for r in asynchronous],
+                    _wrapped(_Receiver, sync, state),
+                    _wrapped(_AsyncReceiver, asynchronous, state),
                 )
-            span.attrs["receivers"] = len(result)
-            return [_Receiver(r, state) for r in result]
+            span[ATTRS]["receivers"] = len(result)
+            return _wrapped(_Receiver, result, state)
         except Exception:
             tracer_failed(state.trace, "signal receivers")
             return result

@@ -12,41 +12,46 @@ from typing import Any
 from django.template.base import Template
 from django.template.response import SimpleTemplateResponse
 
+from tracer.model import END
 from tracer.patching import patch
 from tracer.recorder import (
     NOT_ERRORS,
     State,
     clock,
+    config,
     current,
     mark_error,
-    open_span,
     span_scope,
+    thread_id,
     tracer_failed,
 )
+
+_DJANGO = {"engine": "django"}  # copied when the trace is read
 
 
 def _render(original: Any) -> Any:
     # The hottest hook after SQL (a page renders dozens of includes), so `span_scope` is
-    # spelled out inline: same span, same nesting, a third cheaper.
+    # spelled out inline: same span, same nesting, a fraction of the cost.
     def _render(self: Template, context: Any) -> Any:
         state = current.get()
         if state is None:
             return original(self, context)
         trace, parent = state.trace, state.span
         try:
-            span = open_span(
-                trace, parent, "template", self.name or "<string>", {"engine": "django"}
-            )
-            token = None
-            if span is not None:
-                if span.thread == state.thread:  # see recorder: moved in place, put back below
-                    state.span = span
-                else:
-                    token = current.set(State(trace, span, state.collector, span.thread))
+            records = trace.records
+            if len(records) >= config.max_spans:
+                trace.dropped_spans += 1
+                return original(self, context)
+            thread = thread_id()
+            span = [parent, "template", self.name or "<string>", clock(), 0, thread, _DJANGO, None]
+            records.append(span)
+            if thread == state.thread:  # see recorder: moved in place, put back below
+                token = None
+                state.span = span
+            else:
+                token = current.set(State(trace, span, state.collector, thread))
         except Exception:
             tracer_failed(trace, "template start")
-            return original(self, context)
-        if span is None:
             return original(self, context)
         try:
             return original(self, context)
@@ -55,14 +60,14 @@ def _render(original: Any) -> Any:
                 mark_error(span, exc)
             raise
         finally:
-            try:
-                span.duration = clock() - trace._t0 - span.start
-                if token is None:
-                    state.span = parent
-                else:
+            span[END] = clock()
+            if token is None:
+                state.span = parent
+            else:
+                try:
                     current.reset(token)
-            except Exception:
-                tracer_failed(trace, "template end")
+                except Exception:
+                    tracer_failed(trace, "template end")
 
     return _render
 

@@ -21,7 +21,7 @@ from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.transaction import Atomic
 
-from tracer.model import Span, Trace
+from tracer.model import ATTRS, NAME, THREAD, Record, Trace
 from tracer.patching import patch
 from tracer.recorder import (
     State,
@@ -39,7 +39,7 @@ class _Open:
 
     __slots__ = ("depth", "span", "trace", "outer", "inner")
 
-    def __init__(self, depth: int, span: Span, trace: Trace, outer: State, inner: State) -> None:
+    def __init__(self, depth: int, span: Record, trace: Trace, outer: State, inner: State) -> None:
         self.depth = depth
         self.span = span
         self.trace = trace
@@ -72,14 +72,14 @@ def _traced_enter(state: State, atomic: Atomic, original: Any) -> Any:
         return original(atomic)
     if span is None:
         return original(atomic)
-    inner = State(trace, span, collector, span.thread)
+    inner = State(trace, span, collector, span[THREAD])
     current.set(inner)  # the BEGIN/SAVEPOINT work nests in the block
     try:
         result = original(atomic)
     except BaseException as exc:
         if current.get() is inner:
             current.set(state)
-        close_span(trace, span)
+        close_span(span)
         mark_error(span, exc)
         raise
     try:
@@ -90,7 +90,7 @@ def _traced_enter(state: State, atomic: Atomic, original: Any) -> Any:
         else:
             kind = "nested"
         attrs["kind"] = kind
-        span.name = kind
+        span[NAME] = kind
         entry = _Open(len(connection.atomic_blocks), span, trace, state, inner)
         stack = _stacks.get(connection)
         if stack is None:
@@ -101,7 +101,7 @@ def _traced_enter(state: State, atomic: Atomic, original: Any) -> Any:
         tracer_failed(trace, "db.transaction enter")
         if current.get() is inner:
             current.set(state)
-        close_span(trace, span)
+        close_span(span)
     return result
 
 
@@ -117,7 +117,7 @@ def _exit(original: Any) -> Any:
                 depth = len(connection.atomic_blocks)
                 while stack and stack[-1].depth > depth:  # blocks left behind by a reconnect
                     stale = stack.pop()
-                    close_span(stale.trace, stale.span)
+                    close_span(stale.span)
                 if stack and stack[-1].depth == depth:
                     entry = stack.pop()
                 if not stack:
@@ -140,7 +140,7 @@ def _traced_exit(
     exc_value: Any,
     traceback: Any,
 ) -> Any:
-    span, trace, attrs = entry.span, entry.trace, entry.span.attrs
+    span, attrs = entry.span, entry.span[ATTRS]
     # Decided before Django resets the flags: an exception or set_rollback(True) rolls back.
     rollback = exc_type is not None or bool(connection.needs_rollback)
     failed = False
@@ -156,7 +156,7 @@ def _traced_exit(
             mark_error(span, exc_value)
         if current.get() is entry.inner:
             current.set(entry.outer)
-        close_span(trace, span)
+        close_span(span)
 
 
 def _commit(original: Any, phase: str) -> Any:

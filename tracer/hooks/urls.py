@@ -10,6 +10,7 @@ from typing import Any
 from django.core.handlers.base import BaseHandler
 from django.urls import Resolver404
 
+from tracer.model import ERROR, NAME
 from tracer.patching import patch
 from tracer.recorder import current, span_scope
 
@@ -19,22 +20,23 @@ def _resolve_request(original: Any) -> Any:
         state = current.get()
         if state is None:
             return original(self, request)
-        with span_scope(state, "url.resolve", request.path_info) as span:
+        attrs: dict[str, Any] = {}
+        with span_scope(state, "url.resolve", request.path_info, attrs) as span:
             try:
                 match = original(self, request)
             except Resolver404:
                 if span is not None:
-                    span.attrs["resolved"] = False
+                    attrs["resolved"] = False
                     # str() of a Resolver404 is every pattern tried; say what the user needs.
-                    span.error = {
+                    span[ERROR] = {
                         "type": "django.urls.exceptions.Resolver404",
                         "message": f"no URL pattern matches {request.path_info!r}",
                     }
                 raise
             if span is not None:
                 route = match.route
-                span.name = route or request.path_info
-                span.attrs.update(
+                span[NAME] = route or request.path_info
+                attrs.update(
                     resolved=True,
                     route=route,
                     view=match._func_path,
