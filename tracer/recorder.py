@@ -28,7 +28,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-from tracer.model import END, ERROR, PHASE, START, Record, Trace
+from tracer.model import END, ERROR, PARENT, PHASE, START, Record, Trace
 
 logger = logging.getLogger("djtrace")
 
@@ -47,7 +47,7 @@ class Collector(Protocol):
 class State:
     """The recording a context is in. Moved in place only by the thread in `thread`."""
 
-    __slots__ = ("trace", "span", "collector", "thread")
+    __slots__ = ("trace", "span", "collector", "thread", "token")
 
     def __init__(
         self, trace: Trace, span: Record | None, collector: Collector | None, thread: int
@@ -56,6 +56,7 @@ class State:
         self.span = span  # the parent of the next span
         self.collector = collector
         self.thread = thread
+        self.token: Any = None  # set by `enter` for a State of a span's own
 
 
 #: The one context variable every hook reads.
@@ -125,57 +126,71 @@ def tracer_failed(trace: Trace | None, where: str) -> None:
     logger.warning("djtrace: internal error in %s (request unaffected)", where, exc_info=True)
 
 
+def enter(
+    state: State, phase: str, name: str, attrs: Any = None, awaits: bool = False
+) -> Record | None:
+    """Open a span that is the current parent until `leave(state, span)`.
+
+    None (and the body runs the same) at the span cap or when the tracer itself fails.
+    `awaits` is for a body that awaits: the span gets a State of its own (module docstring).
+    """
+    trace = state.trace
+    try:
+        records = trace.records
+        if len(records) >= config.max_spans:
+            trace.dropped_spans += 1
+            return None
+        thread = thread_id()
+        span = [state.span, phase, name, clock(), 0, thread, attrs, None]
+        records.append(span)
+        if awaits or thread != state.thread:
+            own = State(trace, span, state.collector, thread)
+            own.token = current.set(own)
+        else:
+            state.span = span
+        return span
+    except Exception:
+        tracer_failed(trace, f"{phase} start")
+        return None
+
+
+def leave(state: State, span: Record | None, exc: BaseException | None = None) -> None:
+    """End a span from `enter`; `exc`, unless a cancellation, marks it as failed."""
+    if span is None:
+        return
+    try:
+        span[END] = clock()
+        if exc is not None and not isinstance(exc, NOT_ERRORS):
+            mark_error(span, exc)
+        if state.span is span:  # moved in place by `enter`
+            state.span = span[PARENT]
+        else:
+            own = current.get()
+            if own is not None and own.span is span:
+                current.reset(own.token)
+    except Exception:
+        tracer_failed(state.trace, f"{span[PHASE]} end")
+
+
 class span_scope:
-    """`with span_scope(state, phase, name) as span:` — a span that is also the current parent,
+    """`with span_scope(state, phase, name) as span:` — `enter` and `leave` around a block,
     for a body that does not await (see `async_span_scope`).
 
     `span` is None when nothing could be recorded; the body runs the same either way.
     """
 
-    __slots__ = ("state", "span", "parent", "token")
+    __slots__ = ("state", "span")
     awaits = False
 
     def __init__(self, state: State, phase: str, name: str, attrs: Any = None) -> None:
         self.state = state
-        self.span: Record | None = None
-        trace = state.trace
-        try:
-            # open_span, spelled out: every hook that is not hot enough to have its own
-            # inline span comes through here.
-            records = trace.records
-            if len(records) >= config.max_spans:
-                trace.dropped_spans += 1
-                return
-            parent = self.parent = state.span
-            thread = thread_id()
-            span = [parent, phase, name, clock(), 0, thread, attrs, None]
-            records.append(span)
-            if self.awaits or thread != state.thread:
-                self.token = current.set(State(trace, span, state.collector, thread))
-            else:
-                self.token = None
-                state.span = span
-            self.span = span
-        except Exception:
-            tracer_failed(trace, f"{phase} start")
+        self.span = enter(state, phase, name, attrs, self.awaits)
 
     def __enter__(self) -> Record | None:
         return self.span
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        span = self.span
-        if span is None:
-            return False
-        try:
-            span[END] = clock()
-            if exc is not None and not isinstance(exc, NOT_ERRORS):
-                mark_error(span, exc)
-            if self.token is None:
-                self.state.span = self.parent
-            else:
-                current.reset(self.token)
-        except Exception:
-            tracer_failed(self.state.trace, f"{span[PHASE]} end")
+        leave(self.state, self.span, exc)
         return False  # the app's exception, if any, passes through untouched
 
 

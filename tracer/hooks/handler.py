@@ -258,7 +258,6 @@ def _streamed(entry: _Open, chunks: Iterator[Any], runs_code: bool) -> Iterator[
     if span is None:
         yield from chunks
         return
-    state = State(trace, span, collector, span[THREAD])
     sent = count = 0
     try:
         if not runs_code:
@@ -267,6 +266,7 @@ def _streamed(entry: _Open, chunks: Iterator[Any], runs_code: bool) -> Iterator[
                 count += 1
                 yield chunk
             return
+        state = State(trace, span, collector, span[THREAD])
         while True:
             token = current.set(state)
             try:

@@ -18,6 +18,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.core.handlers import base as handler_base
+from django.core.handlers import exception as exception_module
 from django.core.handlers.base import BaseHandler
 
 from tracer.model import END, INNER_END, INNER_START, PHASE, Record
@@ -28,8 +29,9 @@ from tracer.recorder import (
     async_span_scope,
     clock,
     current,
+    enter,
+    leave,
     mark_error,
-    span_scope,
     thread_id,
     tracer_failed,
 )
@@ -47,53 +49,41 @@ def _is_handler_core(get_response: Any) -> bool:
     return isinstance(getattr(get_response, "__self__", None), BaseHandler)
 
 
-def _layer(inner: Any, name: str | None) -> Any:
-    """Wrap one layer of the chain; `name` is None for the handler core.
+def _convert(original: Any) -> Any:
+    def convert_exception_to_response(get_response: Any) -> Any:
+        try:
+            name = None if _is_handler_core(get_response) else _dotted(get_response)
+            if iscoroutinefunction(get_response):
+                return _async_layer(original(get_response), name)
+            return _sync_layer(get_response, name)
+        except Exception:
+            tracer_failed(None, "middleware wrap")
+            return original(get_response)
 
-    A middleware's "before" half ends where the layer inside it starts (`inner_start`, the
-    first time) and its "after" half begins where that layer returns (`inner_end`): the
-    inner layer's own span marks both, and they are read off it when the trace is read. The
-    handler core has no span, so it marks the innermost middleware's halves on its record.
-    """
+    return convert_exception_to_response
+
+
+# A middleware's "before" half ends where the layer inside it starts (`inner_start`, the
+# first time) and its "after" half begins where that layer returns (`inner_end`): the inner
+# layer's own span marks both, and they are read off it when the trace is read. The handler
+# core (`name` None) has no span: it marks the innermost middleware's halves on its record.
+
+
+def _sync_layer(get_response: Any, name: str | None) -> Any:
+    """Django's own sync `convert_exception_to_response` (the same in 4.2 to 6.0: call the
+    layer, turn an exception into a response), timing the layer: one call per layer, where
+    wrapping Django's wrapper would make two, traced or not."""
     if name is None:
-        return _core(inner)
-    if iscoroutinefunction(inner):
+        return _sync_core(get_response)
 
-        @functools.wraps(inner)
-        async def async_layer(request: Any) -> Any:
-            state = current.get()
-            if state is None:
-                return await inner(request)
-            trace = state.trace
-            try:
-                # A State of its own: other tasks run while this layer awaits.
-                thread = thread_id()
-                span = [state.span, "middleware", name, clock(), 0, thread, None, None, 0, 0]
-                trace.records.append(span)
-                token = current.set(State(trace, span, state.collector, thread))
-            except Exception:
-                tracer_failed(trace, "middleware start")
-                return await inner(request)
-            try:
-                return await inner(request)
-            except BaseException as exc:
-                if not isinstance(exc, NOT_ERRORS):
-                    mark_error(span, exc)
-                raise
-            finally:
-                span[END] = clock()
-                try:
-                    current.reset(token)
-                except Exception:
-                    tracer_failed(trace, "middleware end")
-
-        return async_layer
-
-    @functools.wraps(inner)
-    def sync_layer(request: Any) -> Any:
+    @functools.wraps(get_response)
+    def inner(request: Any) -> Any:
         state = current.get()
         if state is None:
-            return inner(request)
+            try:
+                return get_response(request)
+            except Exception as exc:
+                return exception_module.response_for_exception(request, exc)
         # Spelled out, and the state moved in place (a sync layer does not await): this runs
         # for every layer of every request. Not capped: a request has one span per layer.
         trace, outer = state.trace, state.span
@@ -108,30 +98,51 @@ def _layer(inner: Any, name: str | None) -> Any:
                 token = current.set(State(trace, span, state.collector, thread))
         except Exception:
             tracer_failed(trace, "middleware start")
-            return inner(request)
+            span = None
         try:
-            return inner(request)
-        except BaseException as exc:
-            if not isinstance(exc, NOT_ERRORS):
+            try:
+                return get_response(request)
+            except Exception as exc:
+                return exception_module.response_for_exception(request, exc)
+        except BaseException as exc:  # not an Exception: Django lets it through too
+            if span is not None and not isinstance(exc, NOT_ERRORS):
                 mark_error(span, exc)
             raise
         finally:
-            span[END] = clock()
-            if token is None:
-                state.span = outer
-            else:
-                try:
-                    current.reset(token)
-                except Exception:
-                    tracer_failed(trace, "middleware end")
+            if span is not None:
+                span[END] = clock()
+                if token is None:
+                    state.span = outer
+                else:
+                    try:
+                        current.reset(token)
+                    except Exception:
+                        tracer_failed(trace, "middleware end")
 
-    return sync_layer
+    return inner
 
 
-def _core(inner: Any) -> Any:
-    """The handler core, inside the innermost middleware: no span of its own, it marks
-    where that middleware called inward and where the call returned."""
-    if iscoroutinefunction(inner):
+def _sync_core(get_response: Any) -> Any:
+    @functools.wraps(get_response)
+    def inner(request: Any) -> Any:
+        outer = _innermost_middleware()
+        if outer is not None and not outer[INNER_START]:
+            outer[INNER_START] = clock()
+        try:
+            try:
+                return get_response(request)
+            except Exception as exc:
+                return exception_module.response_for_exception(request, exc)
+        finally:
+            if outer is not None:
+                outer[INNER_END] = clock()
+
+    return inner
+
+
+def _async_layer(inner: Any, name: str | None) -> Any:
+    """Around Django's own async wrapper, `inner`: rarer, and it must stay a coroutine."""
+    if name is None:
 
         @functools.wraps(inner)
         async def async_core(request: Any) -> Any:
@@ -148,36 +159,40 @@ def _core(inner: Any) -> Any:
         return async_core
 
     @functools.wraps(inner)
-    def sync_core(request: Any) -> Any:
-        outer = _innermost_middleware()
-        if outer is None:
-            return inner(request)
-        if not outer[INNER_START]:
-            outer[INNER_START] = clock()
+    async def async_layer(request: Any) -> Any:
+        state = current.get()
+        if state is None:
+            return await inner(request)
+        trace = state.trace
         try:
-            return inner(request)
+            # A State of its own: other tasks run while this layer awaits.
+            thread = thread_id()
+            span = [state.span, "middleware", name, clock(), 0, thread, None, None, 0, 0]
+            trace.records.append(span)
+            token = current.set(State(trace, span, state.collector, thread))
+        except Exception:
+            tracer_failed(trace, "middleware start")
+            return await inner(request)
+        try:
+            return await inner(request)
+        except BaseException as exc:
+            if not isinstance(exc, NOT_ERRORS):
+                mark_error(span, exc)
+            raise
         finally:
-            outer[INNER_END] = clock()
+            span[END] = clock()
+            try:
+                current.reset(token)
+            except Exception:
+                tracer_failed(trace, "middleware end")
 
-    return sync_core
+    return async_layer
 
 
 def _innermost_middleware() -> Record | None:
     state = current.get()
     outer = state.span if state is not None else None
     return outer if outer is not None and outer[PHASE] == "middleware" else None
-
-
-def _convert(original: Any) -> Any:
-    def convert_exception_to_response(get_response: Any) -> Any:
-        inner = original(get_response)
-        try:
-            return _layer(inner, None if _is_handler_core(get_response) else _dotted(get_response))
-        except Exception:
-            tracer_failed(None, "middleware wrap")
-            return inner
-
-    return convert_exception_to_response
 
 
 def _owner(hook: Any) -> str:
@@ -205,8 +220,14 @@ def _hook(fn: Any, phase: str) -> Any:
             state = current.get()
             if state is None:
                 return fn(*args, **kwargs)
-            with span_scope(state, phase, name):
-                return fn(*args, **kwargs)
+            span = enter(state, phase, name)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                leave(state, span, exc)
+                raise
+            leave(state, span)
+            return result
 
     functools.update_wrapper(hook, fn)
     # Django names a misbehaving hook by `method.__self__` (asgiref's adapters keep it too).

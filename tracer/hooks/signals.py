@@ -21,7 +21,7 @@ from django.dispatch.dispatcher import NO_RECEIVERS
 
 from tracer.model import ATTRS, PHASE
 from tracer.patching import patch
-from tracer.recorder import State, async_span_scope, current, span_scope, tracer_failed
+from tracer.recorder import State, async_span_scope, current, enter, leave, tracer_failed
 
 UNNAMED = "signal"
 
@@ -111,8 +111,15 @@ class _Receiver:
     __slots__ = ("receiver", "state", "name")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with span_scope(self.state, "signal.receiver", self.name):
-            return self.receiver(*args, **kwargs)
+        state = self.state
+        span = enter(state, "signal.receiver", self.name)
+        try:
+            response = self.receiver(*args, **kwargs)
+        except BaseException as exc:
+            leave(state, span, exc)
+            raise
+        leave(state, span)
+        return response
 
     def __getattr__(self, name: str) -> Any:
         if name == "receiver":  # an unset slot: never recurse
@@ -177,8 +184,13 @@ def _send(original: Any) -> Any:
         if state is None or _outside_request(self, state):
             return original(self, sender, **named)
         name, attrs = _attrs(self, sender)
-        with span_scope(state, "signal", name, attrs) as span:
+        span = enter(state, "signal", name, attrs)
+        try:
             responses = original(self, sender, **named)
+        except BaseException as exc:
+            leave(state, span, exc)
+            raise
+        leave(state, span)
         if span is not None:
             attrs.setdefault("receivers", 0)
         return _unwrapped(responses)

@@ -8,11 +8,23 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.handlers.base import BaseHandler
-from django.urls import Resolver404
+from django.urls import Resolver404, ResolverMatch
 
-from tracer.model import ERROR, NAME
+from tracer.model import ATTRS, ERROR, NAME
 from tracer.patching import patch
-from tracer.recorder import current, span_scope
+from tracer.recorder import current, enter, leave
+
+
+def _match_attrs(match: ResolverMatch) -> dict[str, Any]:
+    """A resolved span's attrs, made when the trace is read."""
+    return {
+        "resolved": True,
+        "route": match.route,
+        "view": match._func_path,
+        "url_name": match.view_name,
+        "args": len(match.args),
+        "kwargs": list(match.kwargs),
+    }
 
 
 def _resolve_request(original: Any) -> Any:
@@ -20,35 +32,32 @@ def _resolve_request(original: Any) -> Any:
         state = current.get()
         if state is None:
             return original(self, request)
-        attrs: dict[str, Any] = {}
-        with span_scope(state, "url.resolve", request.path_info, attrs) as span:
-            try:
-                match = original(self, request)
-            except Resolver404:
-                if span is not None:
-                    attrs["resolved"] = False
-                    # str() of a Resolver404 is every pattern tried; say what the user needs.
-                    span[ERROR] = {
-                        "type": "django.urls.exceptions.Resolver404",
-                        "message": f"no URL pattern matches {request.path_info!r}",
-                    }
-                raise
+        span = enter(state, "url.resolve", request.path_info)
+        try:
+            match = original(self, request)
+        except Resolver404 as exc:
             if span is not None:
-                route = match.route
-                span[NAME] = route or request.path_info
-                attrs.update(
-                    resolved=True,
-                    route=route,
-                    view=match._func_path,
-                    url_name=match.view_name,
-                    args=len(match.args),
-                    kwargs=list(match.kwargs),
-                )
-                request_info = state.trace.request
-                request_info["route"] = route
-                request_info["view"] = match._func_path
-                request_info["url_name"] = match.view_name
-            return match
+                span[ATTRS] = {"resolved": False}
+                # str() of a Resolver404 is every pattern tried; say what the user needs.
+                span[ERROR] = {
+                    "type": "django.urls.exceptions.Resolver404",
+                    "message": f"no URL pattern matches {request.path_info!r}",
+                }
+            leave(state, span, exc)
+            raise
+        except BaseException as exc:
+            leave(state, span, exc)
+            raise
+        if span is not None:
+            route = match.route
+            span[NAME] = route or request.path_info
+            span[ATTRS] = (_match_attrs, match)
+            request_info = state.trace.request
+            request_info["route"] = route
+            request_info["view"] = match._func_path
+            request_info["url_name"] = match.view_name
+        leave(state, span)
+        return match
 
     return resolve_request
 

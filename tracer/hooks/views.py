@@ -13,7 +13,7 @@ from asgiref.sync import iscoroutinefunction
 from django.core.handlers.base import BaseHandler
 
 from tracer.patching import patch
-from tracer.recorder import async_span_scope, current, span_scope, tracer_failed
+from tracer.recorder import async_span_scope, current, enter, leave, tracer_failed
 
 
 @functools.lru_cache(maxsize=2048)
@@ -25,9 +25,9 @@ def _view_name(view: Any) -> tuple[str, type | None]:
     return f"{module}.{qualname}" if module else qualname, view_class
 
 
-def _attrs(view_class: type | None, request: Any) -> dict[str, Any]:
+def _attrs(view_class: type | None, request: Any) -> dict[str, Any] | None:
     if view_class is None:
-        return {}
+        return None
     method = request.method.lower()
     handler = (
         method
@@ -84,8 +84,14 @@ def _wrapper(wrapped: Any, view: Any) -> Any:
         state = current.get()
         if state is None:
             return wrapped(request, *args, **kwargs)
-        with span_scope(state, "view", name, _attrs(view_class, request)):
-            return wrapped(request, *args, **kwargs)
+        span = enter(state, "view", name, _attrs(view_class, request))
+        try:
+            response = wrapped(request, *args, **kwargs)
+        except BaseException as exc:
+            leave(state, span, exc)
+            raise
+        leave(state, span)
+        return response
 
     return sync_view
 
