@@ -97,18 +97,22 @@ def user_source(depth: int = 2) -> str | None:
     instead of a frame object for each library frame between it and the loop (7 on an N+1
     page). A repeat that differs in any of those is walked again.
     """
-    global _recent  # replaced below, never changed in place: another thread may be reading it
-    for at, code, offset, callee, site in _recent:
+    global _recent  # replaced, never changed in place: another thread may be reading it
+    recent = _recent
+    for hint in recent:
+        at = hint[0]
         try:
             frame = sys._getframe(at)
         except ValueError:  # the stack is not that deep now
             continue
         if (
-            frame.f_code is code
-            and frame.f_lasti == offset
-            and sys._getframe(at - 1).f_code is callee
+            frame.f_code is hint[1]
+            and frame.f_lasti == hint[2]
+            and sys._getframe(at - 1).f_code is hint[3]
         ):
-            return site
+            if hint is not recent[0]:  # most recent first: a loop's next query checks one
+                _recent = [hint, *(h for h in recent if h is not hint)]
+            return hint[4]
     frame: FrameType = sys._getframe(depth)
     at = depth
     library = _library
