@@ -2,7 +2,8 @@
 
 The request thread only puts the trace on a bounded queue (`put_nowait`); when the queue
 is full the trace is dropped and counted, never waited for. One writer thread per process
-serializes and inserts traces in batches, each batch one short transaction.
+serializes and inserts traces in batches (waiting up to 50 ms to fill one), each batch one
+short transaction.
 
 Servers fork (gunicorn) and spawn (uvicorn --workers): a forked child starts with an
 empty queue and no thread, and starts its own writer on its first trace. A fork waits
@@ -19,6 +20,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ logger = logging.getLogger("djtrace")
 
 DEFAULT_QUEUE_SIZE = 2000
 BATCH = 200
+LINGER_S = 0.05  # how long the writer waits to fill a batch
 CLOSE_TIMEOUT_S = 30.0
 
 _STOP = object()
@@ -139,9 +142,14 @@ class StoreWriter:
         while True:
             self._store = store
             batch = [q.get()]
-            while len(batch) < BATCH:
+            # Linger a moment for the traces right behind it: one transaction for a burst
+            # of requests instead of one each (a trace costs the store as much again as
+            # its commit). A flush or a stop is never kept waiting.
+            deadline = time.monotonic() + LINGER_S
+            while len(batch) < BATCH and isinstance(batch[-1], Trace):
+                wait = deadline - time.monotonic()
                 try:
-                    batch.append(q.get_nowait())
+                    batch.append(q.get(timeout=wait) if wait > 0 else q.get_nowait())
                 except queue.Empty:
                     break
             traces = [item for item in batch if isinstance(item, Trace)]

@@ -15,7 +15,7 @@ from django.db.backends.utils import CursorWrapper
 
 from tracer import redact
 from tracer.hooks.connections import note_reused
-from tracer.model import ATTRS, END, START
+from tracer.model import ATTRS, END
 from tracer.patching import patch
 from tracer.recorder import clock, config, current, mark_error, thread_id, tracer_failed
 from tracer.source import user_source
@@ -52,22 +52,23 @@ def _traced(original: Any, many: bool) -> Any:
         if state is None:
             return original(self, sql, params)
         trace = state.trace
+        span = None
         try:
             records = trace.records
-            if len(records) >= config.max_spans:
+            if len(records) < config.max_spans:
+                db = self.db
+                alias = db.alias
+                if alias not in trace._connections:  # opened before this trace: say so once
+                    note_reused(state, db)
+                source = user_source(2)  # before the clock: the walk is not the query's time
+                span = [state.span, "db.query", alias, clock(), 0, thread_id(), None, None]
+                records.append(span)
+            else:
                 trace.dropped_spans += 1
-                return original(self, sql, params)
-            db = self.db
-            alias = db.alias
-            if alias not in trace._connections:  # opened before this trace: say so once
-                note_reused(state, db)
-            source = user_source(2)
-            span = [state.span, "db.query", alias, 0, 0, thread_id(), None, None]
-            records.append(span)
         except Exception:
             tracer_failed(trace, "db.query start")
+        if span is None:
             return original(self, sql, params)
-        span[START] = clock()
         try:
             return original(self, sql, params)
         except Exception as exc:

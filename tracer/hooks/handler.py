@@ -40,14 +40,19 @@ from tracer.recorder import (
 class _Open:
     """A response whose trace is still open (body not yet sent, not yet closed)."""
 
-    __slots__ = ("trace", "root", "collector", "streaming", "body")
+    __slots__ = ("trace", "root", "collector", "streaming", "body", "response")
 
-    def __init__(self, trace: Trace, root: Record, collector: Collector | None) -> None:
+    def __init__(
+        self, trace: Trace, root: Record, collector: Collector | None, response: Any
+    ) -> None:
         self.trace = trace
         self.root = root
         self.collector = collector
         self.streaming = False
         self.body: Record | None = None  # the response.stream span, once sending began
+        key = id(response)
+        # Held weakly, and its entry dropped if it dies unclosed (a RequestFactory call).
+        self.response = weakref.ref(response, lambda _: _open.pop(key, None))
 
 
 def _end_body(entry: _Open) -> None:
@@ -61,8 +66,14 @@ def _end_body(entry: _Open) -> None:
         close_span(body)
 
 
-# Keyed by the response object itself: nothing is stored on the user's response.
-_open: weakref.WeakKeyDictionary[HttpResponseBase, _Open] = weakref.WeakKeyDictionary()
+# Keyed by the response's id (nothing is stored on the user's response); an entry is its
+# response's only while that response lives, which `_entry` checks.
+_open: dict[int, _Open] = {}
+
+
+def _entry(response: Any, pop: bool = False) -> _Open | None:
+    entry = _open.pop(id(response), None) if pop else _open.get(id(response))
+    return entry if entry is not None and entry.response() is response else None
 
 
 def _request_info(request: Any) -> dict[str, Any]:
@@ -89,9 +100,10 @@ def _where(request: Any, mode: str) -> dict[str, Any]:
         "thread": current_thread_name(),
         "server": server,
         "mode": mode,
-        "settings": _settings_module(),
+        "settings": _settings[0] if _settings else _settings_module(),
     }
-    _note_otel_parent(where)
+    if "opentelemetry.trace" in sys.modules:
+        _note_otel_parent(where)
     return where
 
 
@@ -151,7 +163,7 @@ def _handed_back(trace: Trace, root: Record, collector: Collector | None, respon
     """The handler returned: note the status and wait for the response to be closed."""
     try:
         trace.request["status"] = response.status_code
-        _open[response] = _Open(trace, root, collector)
+        _open[id(response)] = _Open(trace, root, collector, response)
     except Exception:
         tracer_failed(trace, "response")
         finish_trace(trace, root, collector)
@@ -219,7 +231,7 @@ def _core_async(original: Any) -> Any:
 
 def _close(original: Any) -> Any:
     def close(self: HttpResponseBase) -> None:
-        entry = _open.pop(self, None) if _open else None
+        entry = _entry(self, pop=True) if _open else None
         if entry is None:
             return original(self)
         trace, root, collector = entry.trace, entry.root, entry.collector
@@ -310,7 +322,7 @@ async def _astreamed(entry: _Open, chunks: AsyncIterator[Any]) -> AsyncIterator[
 def _iter(original: Any) -> Any:
     def __iter__(self: HttpResponseBase) -> Iterator[Any]:
         chunks = original(self)
-        entry = _open.get(self) if _open else None
+        entry = _entry(self) if _open else None
         if entry is None or entry.streaming:
             return chunks
         entry.streaming = True
@@ -322,7 +334,7 @@ def _iter(original: Any) -> Any:
 def _aiter(original: Any) -> Any:
     def __aiter__(self: StreamingHttpResponse) -> AsyncIterator[Any]:
         chunks = original(self)
-        entry = _open.get(self) if _open else None
+        entry = _entry(self) if _open else None
         if entry is None or entry.streaming:
             return chunks
         entry.streaming = True
@@ -334,7 +346,7 @@ def _aiter(original: Any) -> Any:
 def _send_response(original: Any) -> Any:
     # Under ASGI a non-streaming body is sent from `response.content`, not by iterating.
     async def send_response(self: ASGIHandler, response: Any, send: Any) -> Any:
-        entry = _open.get(response) if _open else None
+        entry = _entry(response) if _open else None
         if entry is None or response.streaming:
             return await original(self, response, send)
         entry.streaming = True

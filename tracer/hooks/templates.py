@@ -37,21 +37,25 @@ def _render(original: Any) -> Any:
         if state is None:
             return original(self, context)
         trace, parent = state.trace, state.span
+        span = None
         try:
             records = trace.records
-            if len(records) >= config.max_spans:
-                trace.dropped_spans += 1
-                return original(self, context)
-            thread = thread_id()
-            span = [parent, "template", self.name or "<string>", clock(), 0, thread, _DJANGO, None]
-            records.append(span)
-            if thread == state.thread:  # see recorder: moved in place, put back below
-                token = None
-                state.span = span
+            if len(records) < config.max_spans:
+                thread = thread_id()
+                name = self.name or "<string>"
+                span = [parent, "template", name, clock(), 0, thread, _DJANGO, None]
+                records.append(span)
+                if thread == state.thread:  # see recorder: moved in place, put back below
+                    token = None
+                    state.span = span
+                else:
+                    token = current.set(State(trace, span, state.collector, thread))
             else:
-                token = current.set(State(trace, span, state.collector, thread))
+                trace.dropped_spans += 1
         except Exception:
             tracer_failed(trace, "template start")
+            span = None
+        if span is None:
             return original(self, context)
         try:
             return original(self, context)
