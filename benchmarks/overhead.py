@@ -264,6 +264,27 @@ def _memory_per_trace(handler: Any, path: str, count: int = 30) -> int:
     return (after - before) // max(len(held), 1)
 
 
+def _read_cost(handler: Any, path: str, count: int = 30) -> float:
+    """Median ns to read a finished trace of `path` the first time: its Spans built from the
+    records the request left (work done off the request path, by whoever reads it)."""
+    from tracer.recorder import add_sink, remove_sink
+
+    held: list[Any] = []
+    add_sink(held.append)
+    try:
+        for _ in range(count):
+            serve(handler, path)
+    finally:
+        remove_sink(held.append)
+    clock = time.perf_counter_ns
+    times = []
+    for trace in held:
+        t0 = clock()
+        trace.spans  # noqa: B018 (the read is what is timed)
+        times.append(clock() - t0)
+    return statistics.median(times)
+
+
 def child(config: str, warmup: int) -> None:
     """Set one configuration up, then run a batch of requests each time the parent asks.
 
@@ -319,6 +340,7 @@ def child(config: str, warmup: int) -> None:
     final: dict[str, Any] = {}
     if config == "djtrace":
         final["memory"] = {path: _memory_per_trace(handler, path) for path in PATHS}
+        final["read_ns"] = {path: _read_cost(handler, path) for path in PATHS}
     _reply(final)
 
 
@@ -492,6 +514,17 @@ def report(rounds: list[dict[str, dict[str, Any]]], args: argparse.Namespace) ->
         out("| memory per finished trace | " + " | ".join(LABELS[p] for p in PATHS) + " |")
         out("|---|" + "---:|" * len(PATHS))
         out("| djtrace (tracemalloc, traces held) | " + " | ".join(cells) + " |")
+        out("")
+    reads = [r["djtrace"]["read_ns"] for r in rounds if "read_ns" in r.get("djtrace", {})]
+    if reads:
+        cells = [_us(statistics.median(m[p] for m in reads)) for p in PATHS]
+        out(
+            "| reading a finished trace (off the request path) | "
+            + " | ".join(LABELS[p] for p in PATHS)
+            + " |"
+        )
+        out("|---|" + "---:|" * len(PATHS))
+        out("| djtrace: its Spans built from the request's records | " + " | ".join(cells) + " |")
         out("")
     store = next((r["djtrace+store"].get("store") for r in rounds if "djtrace+store" in r), None)
     if store:

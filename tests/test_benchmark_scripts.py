@@ -67,6 +67,25 @@ def test_bytecodes_accounts_for_recording_function_by_function():
     header = next(line for line in done.stdout.splitlines() if "bytecodes per request" in line)
     untraced, recorded = (int(n.replace(",", "")) for n in header.split()[:3:2])
     assert recorded > untraced
-    # Each of the N+1 page's 21 queries walks to its source line once.
+    # Each of the N+1 page's 21 queries asks for its source line once.
     assert " user_source | 21 |" in done.stdout
-    assert " open_span | " in done.stdout
+    assert " _traced.<locals>.execute | 21 |" in done.stdout
+
+
+def test_overhead_runs_end_to_end_and_says_what_reading_a_trace_costs():
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "overhead.py"), "--rounds", "1", "--requests", "1"]
+        + ["--warmup", "1", "--configs", "baseline,control,djtrace"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows: dict[str, str] = {}
+    for line in done.stdout.splitlines():  # the first table a row's name appears in
+        rows.setdefault(line.split(" | ")[0].lstrip("| "), line)
+    for config in ("baseline", "control", "djtrace"):  # wall-clock time and the ratio
+        assert "µs" in rows[config] and "×" in rows[config]
+    assert "µs" in rows["djtrace: its Spans built from the request's records"]
+    assert "KiB" in rows["djtrace (tracemalloc, traces held)"]
+    assert "- django " in done.stdout
