@@ -2,7 +2,8 @@
 
 On a shared 2-core VM two wall-clock runs of the same code differ by a few percent, too much
 to compare two versions of a hook. valgrind's cachegrind counts the instructions a process
-executes, identically from run to run, whatever else the machine is doing. Each request kind
+executes, identically from run to run (with address-space randomisation off, by setarch,
+where the machine has it), whatever else the machine is doing. Each request kind
 is served N1 and then N2 times in two processes under valgrind; the difference divided by
 N2 - N1 is one request's count, free of start-up and warm-up.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import platform
 import re
 import shutil
 import subprocess
@@ -60,7 +62,11 @@ def child(config: str, path: str, count: int) -> None:
 
 
 def _count(config: str, path: str, count: int, env: dict[str, str]) -> int:
+    # Address-space randomisation off where setarch can do it: object addresses steer dict
+    # and set layouts, and with them a request's count by up to ±0.1 M from run to run.
+    steady = [] if shutil.which("setarch") is None else ["setarch", platform.machine(), "-R"]
     command = [
+        *steady,
         "valgrind",
         "--tool=cachegrind",
         "--cache-sim=no",

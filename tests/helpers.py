@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 from rich.console import Console
 
 from tracer import Span, Trace
@@ -32,6 +34,6 @@ def ancestors(trace: Trace, span: Span) -> list[Span]:
 
 def rendered(renderable: object, width: int = 160) -> str:
     """What a user's terminal would show, as plain text."""
-    console = Console(record=True, width=width, color_system=None, file=open("/dev/null", "w"))  # noqa: SIM115
+    console = Console(record=True, width=width, color_system=None, file=io.StringIO())
     console.print(renderable)
     return console.export_text()
