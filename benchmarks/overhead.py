@@ -230,7 +230,9 @@ def _setup_djtrace(store: bool) -> tuple[Callable[[], int], dict[str, Any]]:
         info["writer"] = sink
 
     def spans() -> int:
-        count = len(finished[-1].spans) if finished else 0
+        # Counted, not read: reading builds the trace's Spans, work its reader does (the
+        # store writer, `djtrace show`), measured apart as "reading a finished trace".
+        count = len(finished[-1].records) if finished else 0
         finished.clear()
         return count
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Callable
 from functools import lru_cache
+from types import FunctionType, MethodType
 from typing import Any
 
 from django.core.cache import CacheHandler, caches
@@ -125,6 +126,8 @@ def _method(backend: Any, name: str) -> Callable[..., Any]:
     (mock.patch.object(RedisCache, "get")) must still be what the app calls."""
     cls = type(backend)
     attr = getattr(cls, name)
+    if type(attr) is FunctionType:  # the usual case, bound the quick way
+        return MethodType(attr, backend)
     get = getattr(type(attr), "__get__", None)  # bind as attribute lookup would
     return get(attr, backend, cls) if get is not None else attr
 
