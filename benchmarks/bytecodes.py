@@ -2,9 +2,9 @@
 run them: an exact, repeatable account of the Python work recording adds, function by
 function.
 
-Wall time on a shared VM moves by a few percent from run to run, and valgrind's instruction
-counts move by about 0.1 M per request between processes (memory layout), so a change
-that saves a few hundred bytecodes shows in neither. This count does not move: the same
+Wall time on a shared VM moves by a few percent from run to run, so a change that saves a
+few hundred bytecodes does not show in it, and valgrind's instruction count (instructions.py)
+says how much changed but not where. This count does not move and is per function: the same
 code, Python, Django and arguments execute the same bytecodes. It uses `sys.monitoring`
 (Python 3.12+), in one process with djtrace installed: each path is served `--requests`
 times untraced and as many times recorded, and every bytecode executed is counted against

@@ -171,6 +171,15 @@ def test_a_queryset_that_iterates_in_user_code_gets_its_own_line_at_the_same_cal
     assert [q.attrs["source"] for q in t.queries] == [f"{HERE}:{here}", own] * 3
 
 
+def test_a_params_list_reused_for_the_next_query_shows_each_querys_own_values():
+    with trace() as t, connection.cursor() as cursor:
+        params: list[object] = [1]
+        cursor.execute("SELECT %s", params)
+        params[0] = 2
+        cursor.execute("SELECT %s", params)
+    assert [s.attrs["params"] for s in t.spans if s.phase == "db.query"] == [[1], [2]]
+
+
 def test_a_weakly_connected_receiver_is_not_kept_alive_by_tracing():
     signal = Signal()
 

@@ -8,7 +8,7 @@ mostly CPython building a frame object for each frame it reads (docs/benchmarks.
 `path:line` text is made once per call site and found again by the frame's bytecode offset,
 so a query repeated from one line (an N+1) neither rescans the code's line table for
 `f_lineno` nor makes a new string; and a query repeated from the same place through the
-same calls is recognised without a walk (`user_source`'s `key`).
+same calls is recognised without a walk (`user_source`'s recent hints).
 """
 
 from __future__ import annotations

@@ -44,6 +44,10 @@ def query_attrs(
     return attrs
 
 
+# Parameter containers a caller can change after the query; the ORM passes tuples.
+_REUSABLE = frozenset((list, dict))
+
+
 def _traced(original: Any, many: bool) -> Any:
     # One wrapper for both methods, with everything inline: this runs for every query, and
     # each extra call is also one more frame for the source-line walk to cross.
@@ -82,6 +86,8 @@ def _traced(original: Any, many: bool) -> Any:
                 rows = None
             if many:
                 params = len(params) if isinstance(params, (list, tuple)) else None
+            elif type(params) in _REUSABLE:
+                params = params.copy()  # read later, and the caller may reuse it meanwhile
             span[ATTRS] = (query_attrs, sql, params, many, alias, db.vendor, source, rows)
 
     return execute

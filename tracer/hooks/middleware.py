@@ -1,10 +1,12 @@
 """Each middleware as one span, its own time split into a "before" and an "after" half.
 
 `BaseHandler.load_middleware` wraps every layer of the chain with
-`convert_exception_to_response`; wrapping that function marks exactly where each layer
+`convert_exception_to_response`; replacing that function marks exactly where each layer
 starts and ends, for every middleware style (MiddlewareMixin, new-style class, function
-factory, sync or async). A layer records on its *caller's* span when it was entered and
-left: that window splits the caller's self time into before and after.
+factory, sync or async). A sync layer gets Django's wrapper rewritten with the timing in
+the same frame (one call per layer, as untraced); an async one keeps Django's wrapper inside
+a timing coroutine. A layer's span start and end are also its caller's `inner_start` and
+`inner_end`: that window splits the caller's self time into before and after.
 
 process_view, process_template_response and process_exception hooks get spans of their
 own. The user's middleware classes and instances are never touched.
