@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from django.conf import settings
-from django.test import AsyncClient, Client
+from django.test import AsyncClient, Client, override_settings
 
 from cli.inprocess import RequestSpec, run
 from tests.helpers import ancestors, children, one, only
@@ -62,6 +62,25 @@ def test_url_resolve_records_route_view_and_url_name():
     assert resolve.attrs["kwargs"] == ["pk"]
     assert tr.request["route"] == "books/<int:pk>/"
     assert tr.request["url_name"] == "book-detail"
+
+
+class InjectsAViewKwarg:
+    def __init__(self, get_response):  # type: ignore[no-untyped-def]
+        self.get_response = get_response
+
+    def __call__(self, request):  # type: ignore[no-untyped-def]
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):  # type: ignore[no-untyped-def]
+        view_kwargs["injected"] = True  # the resolver match's own dict
+
+
+def test_url_resolve_shows_the_routes_kwargs_when_process_view_adds_one():
+    injecting = [*settings.MIDDLEWARE, f"{__name__}.InjectsAViewKwarg"]
+    with override_settings(MIDDLEWARE=injecting):
+        tr, response = get("/books/3/")
+    assert response.status_code == 200
+    assert one(tr, "url.resolve").attrs["kwargs"] == ["pk"]
 
 
 def test_a_url_miss_is_marked_and_the_404_still_traced():

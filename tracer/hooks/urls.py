@@ -15,15 +15,16 @@ from tracer.patching import patch
 from tracer.recorder import current, enter, leave
 
 
-def _match_attrs(match: ResolverMatch) -> dict[str, Any]:
-    """A resolved span's attrs, made when the trace is read."""
+def _match_attrs(match: ResolverMatch, args: int, kwargs: list[str]) -> dict[str, Any]:
+    """A resolved span's attrs, made when the trace is read. The kwargs are named when
+    resolved: process_view hooks get the match's own dict and may add to it."""
     return {
         "resolved": True,
         "route": match.route,
         "view": match._func_path,
         "url_name": match.view_name,
-        "args": len(match.args),
-        "kwargs": list(match.kwargs),
+        "args": args,
+        "kwargs": kwargs,
     }
 
 
@@ -51,7 +52,7 @@ def _resolve_request(original: Any) -> Any:
         if span is not None:
             route = match.route
             span[NAME] = route or request.path_info
-            span[ATTRS] = (_match_attrs, match)
+            span[ATTRS] = (_match_attrs, match, len(match.args), list(match.kwargs))
             request_info = state.trace.request
             request_info["route"] = route
             request_info["view"] = match._func_path
