@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 from django.core.handlers.base import BaseHandler
@@ -63,6 +64,26 @@ def test_authorization_and_cookie_values_never_appear_in_a_trace(client):
         assert "[redacted]" in query.attrs["params"]
 
 
+def test_headers_whose_names_look_sensitive_are_redacted_and_others_kept():
+    secret_headers = {
+        "HTTP_X_ACCESS_TOKEN": "access-secret-1",
+        "HTTP_X_GITLAB_TOKEN": "gitlab-secret-2",
+        "HTTP_X_HUB_SIGNATURE_256": "sha256=signature-secret-3",
+        "HTTP_API_KEY": "api-secret-4",
+        "HTTP_X_SESSION_TOKEN": "session-secret-5",
+    }
+    with trace() as t:
+        Client().get(
+            "/books/", HTTP_X_REQUEST_ID="req-7", HTTP_USER_AGENT="curl/8", **secret_headers
+        )
+    (tr,) = t.requests
+    document = json.dumps(tr.to_dict())
+    assert not [value for value in secret_headers.values() if value in document]
+    headers = tr.request["headers"]
+    assert headers["x-hub-signature-256"] == headers["api-key"] == "[redacted]"
+    assert headers["x-request-id"] == "req-7" and headers["user-agent"] == "curl/8"
+
+
 def test_a_failing_sink_is_counted_not_raised():
     def broken(trace):
         raise ValueError("sink is broken")
@@ -102,3 +123,24 @@ def test_ordinary_columns_keep_their_parameters():
         list(Book.objects.filter(author_id=3, title__startswith="T"))
     (query,) = t.queries
     assert list(query.attrs["params"]) == [3, "T%"]
+
+
+def _seeded_draws() -> list[float]:
+    random.seed(1234)
+    Client().get("/books/")
+    return [random.random() for _ in range(3)]
+
+
+def test_a_seeded_random_sequence_is_the_same_traced_or_not():
+    untraced = _seeded_draws()
+    with trace():
+        traced = _seeded_draws()
+    assert traced == untraced
+
+
+def test_an_app_that_reseeds_random_still_gets_a_new_trace_id_per_request():
+    with trace() as t:
+        for _ in range(3):
+            random.seed(42)
+            Client().get("/books/")
+    assert len({tr.id for tr in t.requests}) == 3

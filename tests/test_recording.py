@@ -11,6 +11,7 @@ import gc
 import io
 import os
 import sys
+import sysconfig
 import threading
 import weakref
 from collections.abc import Iterator
@@ -106,6 +107,7 @@ def test_threads_reading_a_trace_at_once_get_the_same_spans():
     (tr,) = t.requests
     fresh = Trace(tr.request, tr.where)  # the same records, not read yet
     fresh.records, fresh.duration, fresh._t0 = tr.records, tr.duration, tr._t0
+    fresh.closed = True
     got: list[object] = []
     readers = [threading.Thread(target=lambda: got.append(fresh.spans)) for _ in range(4)]
     for reader in readers:
@@ -139,6 +141,19 @@ def test_a_trace_read_before_its_response_is_closed_shows_what_ran_so_far():
     assert tr.spans[0].duration == tr.duration > 0
 
 
+def test_a_trace_read_after_its_block_and_before_its_response_closes_shows_the_close_later():
+    with trace() as t:
+        response = Client().get("/stream/")
+    (tr,) = t.requests
+    before = [s.phase for s in tr.spans]  # the block is over; the stream is not read yet
+    b"".join(response.streaming_content)
+    response.close()
+    after = [s.phase for s in tr.spans]
+    assert "response.close" not in before
+    assert after[: len(before)] == before
+    assert "response.close" in after and "signal" in after
+
+
 def _first_book() -> Book | None:
     return Book.objects.order_by("id").first()
 
@@ -169,6 +184,34 @@ def test_a_queryset_that_iterates_in_user_code_gets_its_own_line_at_the_same_cal
             list(queryset.all())
     own = f"{HERE}:{OwnIteration.__iter__.__code__.co_firstlineno + 1}"
     assert [q.attrs["source"] for q in t.queries] == [f"{HERE}:{here}", own] * 3
+
+
+def _third_party(source: str, name: str) -> object:
+    """A function compiled as if it were installed: its file is under site-packages."""
+    filename = os.path.join(sysconfig.get_paths()["purelib"], "thirdparty", "receivers.py")
+    namespace: dict[str, object] = {"Book": Book}
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[name]
+
+
+def _users_receiver(sender, **kwargs):  # type: ignore[no-untyped-def]
+    return Book.objects.order_by("id").first()
+
+
+def test_a_third_party_and_a_user_receiver_of_one_signal_get_the_send_and_the_users_line():
+    installed = _third_party(
+        "def receiver(sender, **kwargs):\n    return Book.objects.order_by('id').first()\n",
+        "receiver",
+    )
+    signal = Signal()
+    signal.connect(installed, weak=False)
+    signal.connect(_users_receiver, weak=False)
+    with trace() as t:
+        for _ in range(3):
+            here = sys._getframe().f_lineno + 1
+            signal.send(sender=None)
+    users = f"{HERE}:{_users_receiver.__code__.co_firstlineno + 1}"
+    assert [q.attrs["source"] for q in t.queries] == [f"{HERE}:{here}", users] * 3
 
 
 def test_a_params_list_reused_for_the_next_query_shows_each_querys_own_values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 
@@ -129,3 +130,35 @@ def test_a_signal_that_is_not_a_module_variable_is_traced_unnamed():
     assert send.name == "signal" and send.attrs == {"sender": "Shop", "receivers": 1}
     (receiver,) = spans_of(t.bare, "signal.receiver")
     assert receiver.name.endswith("on_refund") and receiver.parent == send.id
+
+
+def _logged(func):  # type: ignore[no-untyped-def]
+    """A decorator like many apps have: every receiver it wraps runs the same wrapper code."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+        return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_logged
+def send_receipt(sender, **kwargs):  # type: ignore[no-untyped-def]
+    return "sent"
+
+
+@_logged
+def update_stock(sender, **kwargs):  # type: ignore[no-untyped-def]
+    return "updated"
+
+
+def test_receivers_made_by_one_decorator_keep_their_own_names():
+    from django.dispatch import Signal
+
+    ordered = Signal()
+    ordered.connect(send_receipt, weak=False)
+    ordered.connect(update_stock, weak=False)
+    with trace() as t:
+        ordered.send(sender=None)
+    receivers = [s.name for s in spans_of(t.bare, "signal.receiver")]
+    assert receivers == [f"{__name__}.send_receipt", f"{__name__}.update_stock"]

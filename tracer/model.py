@@ -11,9 +11,10 @@ writer's thread, never on the request's.
 
 from __future__ import annotations
 
+import os
+import random
 import threading
 import time
-from random import getrandbits
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -33,6 +34,14 @@ SCHEMA_VERSION = 1
 # middleware's halves are read off the span of the layer inside it.
 Record = list[Any]
 PARENT, PHASE, NAME, START, END, THREAD, ATTRS, ERROR, INNER_START, INNER_END = range(10)
+
+
+# Trace ids come from a generator of djtrace's own: no system call on the request path
+# (os.urandom is one), and the app's `random` sequence, seeded or not, is left as it is.
+# Reseeded in a forked child, so gunicorn's workers do not repeat each other's ids.
+_ids = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_ids.seed)
 
 
 class SchemaError(ValueError):
@@ -132,9 +141,7 @@ class Trace:
         id: str | None = None,
         started_at: int | None = None,
     ) -> None:
-        # No system call on the request path (os.urandom is one); `random` reseeds itself
-        # in a forked child, so gunicorn's workers do not repeat each other's ids.
-        self.id = id or f"{getrandbits(64):016x}"
+        self.id = id or f"{_ids.getrandbits(64):016x}"
         self.schema = SCHEMA_VERSION
         self.started_at = started_at if started_at is not None else time.time_ns()
         self.duration = -1
@@ -162,9 +169,10 @@ class Trace:
             with _building:
                 spans = self._spans
                 if spans is None:
-                    spans = _spans_from_records(self)
-                    if self.duration >= 0:  # finished: nothing more will be recorded
+                    spans, ended = _spans_from_records(self)
+                    if ended and self.closed:  # finished: nothing more will be recorded
                         self._spans = spans
+                        self.records = []  # the Spans hold it all now (params redacted)
         return spans
 
     @spans.setter
@@ -233,8 +241,10 @@ _building = threading.Lock()
 _new = object.__new__
 
 
-def _spans_from_records(trace: Trace) -> list[Span]:
+def _spans_from_records(trace: Trace) -> tuple[list[Span], bool]:
+    """The trace's Spans, and whether every one of them had ended."""
     t0 = trace._t0
+    ended = True
     numbers: dict[int, int] = {}  # id(record) -> span id
     spans = []
     for number, record in enumerate(list(trace.records), 1):
@@ -248,7 +258,11 @@ def _spans_from_records(trace: Trace) -> list[Span]:
         span.phase = record[PHASE]
         span.name = record[NAME]
         span.start = start - t0
-        span.duration = end - start if end else -1
+        if end:
+            span.duration = end - start
+        else:
+            span.duration = -1
+            ended = False
         span.thread = record[THREAD]
         span.attrs = _attrs(trace, record, t0)
         span.error = record[ERROR]
@@ -259,7 +273,7 @@ def _spans_from_records(trace: Trace) -> list[Span]:
                 outer.attrs.setdefault("inner_start", span.start)
                 if end:
                     outer.attrs["inner_end"] = end - t0
-    return spans
+    return spans, ended
 
 
 def _attrs(trace: Trace, record: Record, t0: int) -> dict[str, Any]:

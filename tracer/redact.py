@@ -57,7 +57,8 @@ def _headers_in(keys: tuple[str, ...]) -> tuple[tuple[str, str, bool], ...]:
     for key in keys:
         name = _header_name(key)
         if name is not None:
-            found.append((key, name, name in SECRET_HEADERS))
+            secret = name in SECRET_HEADERS or is_sensitive(name.replace("-", "_"))
+            found.append((key, name, secret))
     return tuple(found)
 
 

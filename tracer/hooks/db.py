@@ -64,7 +64,7 @@ def _traced(original: Any, many: bool) -> Any:
                 alias = db.alias
                 if alias not in trace._connections:  # opened before this trace: say so once
                     note_reused(state, db)
-                source = user_source(2)  # before the clock: the walk is not the query's time
+                source = user_source(state.span)  # before the clock: not the query's time
                 span = [state.span, "db.query", alias, clock(), 0, thread_id(), None, None]
                 records.append(span)
             else:

@@ -80,26 +80,9 @@ def signal_name(signal: Signal) -> tuple[str, str]:
 
 
 def receiver_name(receiver: Any) -> str:
+    # Not cached: a cache keyed by the receiver would keep a weakly connected one alive, and
+    # receivers made by one decorator share their code object but not their names.
     func = getattr(receiver, "__func__", receiver)  # a bound method: its function
-    code = getattr(func, "__code__", None)
-    if code is None:  # a partial, a callable instance…
-        return _function_name(func)
-    # Kept by code object, not by function: a cache holding a receiver would keep a weakly
-    # connected one alive, and connected. The entry holds the code, so its id stays its own.
-    known = _code_names.get(id(code))
-    if known is not None and known[0] is code:
-        return known[1]
-    name = _function_name(func)
-    if len(_code_names) >= 4096:
-        _code_names.clear()
-    _code_names[id(code)] = (code, name)
-    return name
-
-
-_code_names: dict[int, tuple[Any, str]] = {}
-
-
-def _function_name(func: Any) -> str:
     qualname = getattr(func, "__qualname__", None) or type(func).__qualname__
     module = getattr(func, "__module__", None)
     return f"{module}.{qualname}" if module else qualname
