@@ -626,18 +626,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=30, help="rounds of batches")
-    parser.add_argument("--requests", type=int, default=10, help="requests of each kind per batch")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds of batches (default 30)")
     parser.add_argument(
-        "--warmup", type=int, default=30, help="requests of each kind before measuring"
+        "--requests", type=int, default=10, help="requests of each kind per batch (default 10)"
     )
     parser.add_argument(
-        "--processes", type=int, default=10, help="processes per configuration over the run"
+        "--warmup", type=int, default=30, help="requests of each kind before measuring (default 30)"
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=10,
+        help="processes per configuration over the run (default 10)",
     )
     parser.add_argument(
         "--configs",
         default=",".join(DEFAULT_CONFIGS),
-        help=f"comma-separated, from {', '.join(CONFIGS)}",
+        help=f"comma-separated, from {', '.join(CONFIGS)} (default {','.join(DEFAULT_CONFIGS)})",
     )
     parser.add_argument("--json", metavar="FILE", help="also write every round's raw figures")
     parser.add_argument("--child", help=argparse.SUPPRESS)

@@ -84,6 +84,37 @@ def test_headers_whose_names_look_sensitive_are_redacted_and_others_kept():
     assert headers["x-request-id"] == "req-7" and headers["user-agent"] == "curl/8"
 
 
+def test_another_tools_wrapper_of_every_middleware_layer_still_runs():
+    from django.conf import settings
+    from django.core.handlers import base, exception
+
+    djangos = exception.convert_exception_to_response
+    calls: list[str] = []
+
+    def theirs(get_response):  # type: ignore[no-untyped-def]
+        wrapped = djangos(get_response)
+
+        def layer(request):  # type: ignore[no-untyped-def]
+            calls.append(request.path)
+            return wrapped(request)
+
+        return layer
+
+    uninstall()
+    base.convert_exception_to_response = theirs
+    try:
+        install()
+        with trace() as t:
+            response = Client().get("/books/fast/")
+    finally:
+        uninstall()
+        base.convert_exception_to_response = djangos
+        install()
+    assert response.status_code == 200
+    assert calls == ["/books/fast/"] * (len(settings.MIDDLEWARE) + 1)  # and the handler core
+    assert len(only(t.requests[0], "middleware")) == len(settings.MIDDLEWARE)
+
+
 def test_a_failing_sink_is_counted_not_raised():
     def broken(trace):
         raise ValueError("sink is broken")

@@ -14,7 +14,9 @@ span gets a `State` of its own, set and reset around its body: one whose body aw
 (`async_span_scope`), since other tasks run while it waits, and one on another thread (a
 context copied by sync_to_async, async_to_sync or an executor), since the owner may be
 moving its `State` at the same time. Every set is reset, so a thread hop hands back the
-same `State` it was given (asgiref copies changed values back to the caller).
+same `State` it was given (asgiref copies changed values back to the caller). The price of
+moving in place: another thread's first span nests under the span the owner is in when it
+starts, which is the one the context was copied in while the owner waits for that thread.
 
 The tracer's own failures never reach the request: they are caught here, counted on the
 trace (`tracer_errors`) and the request goes on untraced from that point.

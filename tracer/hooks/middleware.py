@@ -52,12 +52,15 @@ def _is_handler_core(get_response: Any) -> bool:
 
 
 def _convert(original: Any) -> Any:
+    # Django's own is done in place below; another tool's wrapper, installed first, is kept.
+    djangos = original is exception_module.convert_exception_to_response
+
     def convert_exception_to_response(get_response: Any) -> Any:
         try:
             name = None if _is_handler_core(get_response) else _dotted(get_response)
             if iscoroutinefunction(get_response):
                 return _async_layer(original(get_response), name)
-            return _sync_layer(get_response, name)
+            return _sync_layer(get_response if djangos else original(get_response), name)
         except Exception:
             tracer_failed(None, "middleware wrap")
             return original(get_response)
