@@ -2,8 +2,9 @@
 
 On a shared 2-core VM two wall-clock runs of the same code differ by a few percent, too much
 to compare two versions of a hook. valgrind's cachegrind counts the instructions a process
-executes, identically from run to run (with address-space randomisation off, by setarch,
-where the machine has it), whatever else the machine is doing. Each request kind
+executes, whatever else the machine is doing, and with address-space randomisation off (by
+setarch, where the machine has it) it repeats to within a few hundredths of a M from run to
+run (each run seeds a fresh database in a new temporary directory). Each request kind
 is served N1 and then N2 times in two processes under valgrind; the difference divided by
 N2 - N1 is one request's count, free of start-up and warm-up.
 
