@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from django.core.handlers.base import BaseHandler
@@ -84,11 +87,26 @@ def test_headers_whose_names_look_sensitive_are_redacted_and_others_kept():
     assert headers["x-request-id"] == "req-7" and headers["user-agent"] == "curl/8"
 
 
-def test_another_tools_wrapper_of_every_middleware_layer_still_runs():
-    from django.conf import settings
+@contextmanager
+def _wrapper_installed_before_djtrace(theirs: Callable[..., Any]) -> Iterator[None]:
+    """Another tool's `convert_exception_to_response`, in place before djtrace installs."""
     from django.core.handlers import base, exception
 
-    djangos = exception.convert_exception_to_response
+    uninstall()
+    base.convert_exception_to_response = theirs
+    try:
+        install()
+        yield
+    finally:
+        uninstall()
+        base.convert_exception_to_response = exception.convert_exception_to_response
+        install()
+
+
+def test_another_tools_wrapper_of_every_middleware_layer_still_runs():
+    from django.conf import settings
+    from django.core.handlers.exception import convert_exception_to_response as djangos
+
     calls: list[str] = []
 
     def theirs(get_response):  # type: ignore[no-untyped-def]
@@ -100,19 +118,25 @@ def test_another_tools_wrapper_of_every_middleware_layer_still_runs():
 
         return layer
 
-    uninstall()
-    base.convert_exception_to_response = theirs
-    try:
-        install()
-        with trace() as t:
-            response = Client().get("/books/fast/")
-    finally:
-        uninstall()
-        base.convert_exception_to_response = djangos
-        install()
+    with _wrapper_installed_before_djtrace(theirs), trace() as t:
+        response = Client().get("/books/fast/")
     assert response.status_code == 200
     assert calls == ["/books/fast/"] * (len(settings.MIDDLEWARE) + 1)  # and the handler core
     assert len(only(t.requests[0], "middleware")) == len(settings.MIDDLEWARE)
+
+
+def test_another_tools_wrapper_that_lets_exceptions_out_still_does_when_traced():
+    def theirs(get_response):  # type: ignore[no-untyped-def]
+        return lambda request: get_response(request)  # no exception turned into a response
+
+    with _wrapper_installed_before_djtrace(theirs):
+        uninstall()
+        with pytest.raises(RuntimeError):
+            Client(raise_request_exception=False).get("/boom/")
+        install()
+        with trace() as t, pytest.raises(RuntimeError):
+            Client(raise_request_exception=False).get("/boom/")
+    assert one(t.requests[0], "view").error["type"] == "builtins.RuntimeError"
 
 
 def test_a_failing_sink_is_counted_not_raised():

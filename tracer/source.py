@@ -82,31 +82,30 @@ def _display_path(path: str) -> str:
     return os.path.relpath(path, base)
 
 
-# What recent walks found, newest first: the id of the span they ran in, the user frame's
+# What recent walks found, newest first: the name of the span they ran in, the user frame's
 # depth (from user_source), its code and bytecode offset, the code of the frame it called,
 # and its `path:line`.
-_recent: list[tuple[int, int, CodeType, int, CodeType, str]] = []
+_recent: list[tuple[str | None, int, CodeType, int, CodeType, str]] = []
 _RECENT = 4
 
 
-def user_source(scope: object, depth: int = 2) -> str | None:
+def user_source(scope: str | None, depth: int = 2) -> str | None:
     """`path:line` of the nearest user frame above the caller, or None.
 
-    A call that repeats a recent walk is known without walking: it runs in the same span
-    (`scope`, the caller's current span), the frame that walk found is at the same depth,
-    running the same instruction of the same code, and the frame it called runs the same
-    code too. A query in a loop (an N+1) then costs two frame lookups instead of a frame
-    object for each library frame between it and the loop (7 on an N+1 page). A repeat that
-    differs in any of those is walked again. The span matters because user code called back
-    by a library runs in a span of its own (a signal receiver, a template): two receivers of
-    one signal, a third party's and the user's, can reach the same query from the same
-    `send()` at the same depth, and only the walk tells the user's own line.
+    A call that repeats a recent walk is known without walking: it runs in a span of the
+    same name (`scope`: the view, a receiver, a template…), the frame that walk found is at
+    the same depth, running the same instruction of the same code, and the frame it called
+    runs the same code too. A query in a loop (an N+1, in a view or in an included template)
+    then costs two frame lookups instead of a frame object for each library frame between it
+    and the loop (7 on an N+1 page). A repeat that differs in any of those is walked again.
+    The span matters because user code called back by a library runs in a span of its own:
+    two receivers of one signal, a third party's and the user's, can reach the same query
+    from the same `send()` at the same depth, and only their span names tell them apart.
     """
     global _recent  # replaced, never changed in place: another thread may be reading it
     recent = _recent
-    within = id(scope)
     for hint in recent:
-        if hint[0] != within:
+        if hint[0] != scope:
             continue
         at = hint[1]
         try:
@@ -152,5 +151,5 @@ def user_source(scope: object, depth: int = 2) -> str | None:
     if site is None or site[0] is not code:
         site = sites[offset] = (code, f"{entry[0]}:{frame.f_lineno}")
     callee = sys._getframe(at - 1).f_code
-    _recent = [(within, at, code, offset, callee, site[1]), *_recent[: _RECENT - 1]]
+    _recent = [(scope, at, code, offset, callee, site[1]), *_recent[: _RECENT - 1]]
     return site[1]

@@ -15,7 +15,7 @@ from django.db.backends.utils import CursorWrapper
 
 from tracer import redact
 from tracer.hooks.connections import note_reused
-from tracer.model import ATTRS, END
+from tracer.model import ATTRS, END, NAME
 from tracer.patching import patch
 from tracer.recorder import clock, config, current, mark_error, thread_id, tracer_failed
 from tracer.source import user_source
@@ -64,8 +64,10 @@ def _traced(original: Any, many: bool) -> Any:
                 alias = db.alias
                 if alias not in trace._connections:  # opened before this trace: say so once
                     note_reused(state, db)
-                source = user_source(state.span)  # before the clock: not the query's time
-                span = [state.span, "db.query", alias, clock(), 0, thread_id(), None, None]
+                parent = state.span
+                # Before the clock: the walk is not the query's time.
+                source = user_source(parent[NAME] if parent is not None else None)
+                span = [parent, "db.query", alias, clock(), 0, thread_id(), None, None]
                 records.append(span)
             else:
                 trace.dropped_spans += 1

@@ -60,7 +60,9 @@ def _convert(original: Any) -> Any:
             name = None if _is_handler_core(get_response) else _dotted(get_response)
             if iscoroutinefunction(get_response):
                 return _async_layer(original(get_response), name)
-            return _sync_layer(get_response if djangos else original(get_response), name)
+            if djangos:
+                return _sync_layer(get_response, name, converts=True)
+            return _sync_layer(original(get_response), name, converts=False)
         except Exception:
             tracer_failed(None, "middleware wrap")
             return original(get_response)
@@ -74,12 +76,13 @@ def _convert(original: Any) -> Any:
 # core (`name` None) has no span: it marks the innermost middleware's halves on its record.
 
 
-def _sync_layer(get_response: Any, name: str | None) -> Any:
+def _sync_layer(get_response: Any, name: str | None, converts: bool) -> Any:
     """Django's own sync `convert_exception_to_response` (the same in 4.2 to 6.0: call the
     layer, turn an exception into a response), timing the layer: one call per layer, where
-    wrapping Django's wrapper would make two, traced or not."""
+    wrapping Django's wrapper would make two, traced or not. Around another tool's wrapper
+    (`converts` false) it only times: what that wrapper lets through goes on up."""
     if name is None:
-        return _sync_core(get_response)
+        return _sync_core(get_response, converts)
 
     @functools.wraps(get_response)
     def inner(request: Any) -> Any:
@@ -88,6 +91,8 @@ def _sync_layer(get_response: Any, name: str | None) -> Any:
             try:
                 return get_response(request)
             except Exception as exc:
+                if not converts:
+                    raise
                 return exception_module.response_for_exception(request, exc)
         # Spelled out, and the state moved in place (a sync layer does not await): this runs
         # for every layer of every request. Not capped: a request has one span per layer.
@@ -108,8 +113,10 @@ def _sync_layer(get_response: Any, name: str | None) -> Any:
             try:
                 return get_response(request)
             except Exception as exc:
+                if not converts:
+                    raise
                 return exception_module.response_for_exception(request, exc)
-        except BaseException as exc:  # not an Exception: Django lets it through too
+        except BaseException as exc:  # not an Exception, or another tool's wrapper let it out
             if span is not None and not isinstance(exc, NOT_ERRORS):
                 mark_error(span, exc)
             raise
@@ -127,7 +134,7 @@ def _sync_layer(get_response: Any, name: str | None) -> Any:
     return inner
 
 
-def _sync_core(get_response: Any) -> Any:
+def _sync_core(get_response: Any, converts: bool) -> Any:
     @functools.wraps(get_response)
     def inner(request: Any) -> Any:
         outer = _innermost_middleware()
@@ -137,6 +144,8 @@ def _sync_core(get_response: Any) -> Any:
             try:
                 return get_response(request)
             except Exception as exc:
+                if not converts:
+                    raise
                 return exception_module.response_for_exception(request, exc)
         finally:
             if outer is not None:
