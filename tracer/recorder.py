@@ -4,7 +4,7 @@ The active recording is one context variable holding a `State`: the trace, the s
 spans nest under, and the inline session collecting it. With no active trace every hook
 costs exactly one `ContextVar.get()`. A span is recorded as a plain list (`model.Record`:
 parent, phase, name, start, end, thread, attrs, error) appended to `Trace.records`; the
-trace builds its `Span` objects from them when first read, off the request path.
+trace builds its `Span` objects from them when they are read, off the request path.
 
 A span whose body does not await, on the thread that made the `State`, moves `State.span`
 in place and puts it back when it ends: code in one thread that does not await nests
