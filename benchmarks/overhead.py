@@ -239,14 +239,25 @@ def _setup_djtrace(store: bool) -> tuple[Callable[[], int], dict[str, Any]]:
     return spans, info
 
 
+def _finished_traces(handler: Any, path: str, count: int) -> list[Any]:
+    """The traces of `count` requests for `path`, kept as djtrace finished them."""
+    from tracer.recorder import add_sink, remove_sink
+
+    held: list[Any] = []
+    add_sink(held.append)
+    try:
+        for _ in range(count):
+            serve(handler, path)
+    finally:
+        remove_sink(held.append)
+    return held
+
+
 def _memory_per_trace(handler: Any, path: str, count: int = 30) -> int:
     """Bytes a finished trace of `path` keeps alive (tracemalloc, traces held in a list)."""
     import gc
     import tracemalloc
 
-    from tracer.recorder import add_sink, remove_sink
-
-    held: list[Any] = []
     for _ in range(3):
         serve(handler, path)  # let tracemalloc-visible caches settle
     gc.collect()
@@ -254,12 +265,7 @@ def _memory_per_trace(handler: Any, path: str, count: int = 30) -> int:
     serve(handler, path)
     gc.collect()
     before = tracemalloc.get_traced_memory()[0]
-    add_sink(held.append)
-    try:
-        for _ in range(count):
-            serve(handler, path)
-    finally:
-        remove_sink(held.append)
+    held = _finished_traces(handler, path, count)
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
@@ -269,18 +275,9 @@ def _memory_per_trace(handler: Any, path: str, count: int = 30) -> int:
 def _read_cost(handler: Any, path: str, count: int = 30) -> float:
     """Median ns to read a finished trace of `path` the first time: its Spans built from the
     records the request left (work done off the request path, by whoever reads it)."""
-    from tracer.recorder import add_sink, remove_sink
-
-    held: list[Any] = []
-    add_sink(held.append)
-    try:
-        for _ in range(count):
-            serve(handler, path)
-    finally:
-        remove_sink(held.append)
     clock = time.perf_counter_ns
     times = []
-    for trace in held:
+    for trace in _finished_traces(handler, path, count):
         t0 = clock()
         trace.spans  # noqa: B018 (the read is what is timed)
         times.append(clock() - t0)

@@ -5,8 +5,8 @@ kept privately while recording). The JSON form is documented in docs/trace-forma
 every reader goes through `Trace.from_dict`, which refuses a schema it does not know.
 
 While a request runs, its spans are *records* (below), not Spans: a Trace turns them into
-Spans the first time its `spans` are read, which for a captured request is on the store
-writer's thread, never on the request's.
+Spans when its `spans` are read (once finished, it keeps them), which for a captured request
+is on the store writer's thread, never on the request's.
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ class Trace:
 
     @property
     def spans(self) -> list[Span]:
-        """The spans, in the order they started (built from the records on first read)."""
+        """The spans, in the order they started (built from the records when read, and kept
+        once the trace is finished)."""
         spans = self._spans
         if spans is None:
             with _building:

@@ -140,6 +140,8 @@ def enter(
     """
     trace = state.trace
     try:
+        # `open_span` spelled out: a call fewer for every view, resolve, signal and receiver
+        # span (112 of the 2,365 bytecodes recording adds to a trivial request, bytecodes.py).
         records = trace.records
         if len(records) >= config.max_spans:
             trace.dropped_spans += 1

@@ -87,28 +87,23 @@ def _sync_layer(get_response: Any, name: str | None, converts: bool) -> Any:
     @functools.wraps(get_response)
     def inner(request: Any) -> Any:
         state = current.get()
-        if state is None:
+        span = None
+        if state is not None:
+            # Spelled out, and the state moved in place (a sync layer does not await): this
+            # runs for every layer of every request. Not capped: one span per layer.
+            trace, outer = state.trace, state.span
             try:
-                return get_response(request)
-            except Exception as exc:
-                if not converts:
-                    raise
-                return exception_module.response_for_exception(request, exc)
-        # Spelled out, and the state moved in place (a sync layer does not await): this runs
-        # for every layer of every request. Not capped: a request has one span per layer.
-        trace, outer = state.trace, state.span
-        try:
-            thread = thread_id()
-            span = [outer, "middleware", name, clock(), 0, thread, None, None, 0, 0]
-            trace.records.append(span)
-            if thread == state.thread:  # see recorder: moved in place, put back below
-                token = None
-                state.span = span
-            else:
-                token = current.set(State(trace, span, state.collector, thread))
-        except Exception:
-            tracer_failed(trace, "middleware start")
-            span = None
+                thread = thread_id()
+                span = [outer, "middleware", name, clock(), 0, thread, None, None, 0, 0]
+                trace.records.append(span)
+                if thread == state.thread:  # see recorder: moved in place, put back below
+                    token = None
+                    state.span = span
+                else:
+                    token = current.set(State(trace, span, state.collector, thread))
+            except Exception:
+                tracer_failed(trace, "middleware start")
+                span = None
         try:
             try:
                 return get_response(request)
