@@ -39,8 +39,9 @@ def _count(
     handler: Any, path: str, requests: int, record: bool
 ) -> tuple[Counter[CodeType], Counter[CodeType]]:
     """Bytecodes and calls per code object, over `requests` requests of one mode."""
+    from djtrace.recorder import config
+
     from benchmarks.overhead import serve
-    from tracer.recorder import config
 
     monitoring = sys.monitoring
     bytecodes: Counter[CodeType] = Counter()
@@ -69,7 +70,7 @@ def _count(
 
 
 def _ours(code: CodeType) -> bool:
-    return code.co_filename.startswith(str(ROOT / "tracer") + os.sep)
+    return code.co_filename.startswith(str(ROOT / "djtrace") + os.sep)
 
 
 def _name(code: CodeType) -> str:
@@ -110,8 +111,9 @@ def _report(
 
 
 def run(paths: list[str], requests: int, top: int) -> None:
+    from djtrace.recorder import add_sink, config
+
     from benchmarks.overhead import configure, serve, wsgi_handler
-    from tracer.recorder import add_sink, config
 
     configure(tracer=True)
     handler = wsgi_handler()

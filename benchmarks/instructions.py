@@ -45,8 +45,8 @@ def child(config: str, path: str, count: int) -> None:
     handler = wsgi_handler()
     finished: list[object] = []  # emptied after each request, as overhead.py does
     if config == "djtrace":
-        from tracer.recorder import add_sink
-        from tracer.recorder import config as tracer_config
+        from djtrace.recorder import add_sink
+        from djtrace.recorder import config as tracer_config
 
         tracer_config.record_all = True
         add_sink(finished.append)

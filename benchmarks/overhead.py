@@ -12,7 +12,7 @@ is the method's own error in that run, and should read 1.00×.
     python benchmarks/overhead.py --rounds 60 --json out.json   # longer, raw figures too
 
 Configurations:
-  baseline       djtrace not installed ("tracer" removed from INSTALLED_APPS)
+  baseline       djtrace not installed ("djtrace" removed from INSTALLED_APPS)
   control        the same as baseline, in processes of its own
   djtrace        every hook on, every request traced (config.record_all), each finished
                  trace handed to an in-memory sink the harness empties between requests
@@ -102,8 +102,7 @@ def wsgi_handler() -> Any:
 
     django.setup()
     from django.core.handlers.wsgi import WSGIHandler
-
-    from sample_site.seed import ensure_database
+    from djtrace.sample_site.seed import ensure_database
 
     ensure_database()
     return WSGIHandler()
@@ -188,12 +187,12 @@ def _store_sink() -> tuple[Callable[[Any], None], str]:
     SQLite by a background thread) or, where that module is missing, a stand-in of the same
     shape: a bounded queue and a thread doing to_dict + json.dumps."""
     try:
-        from exporters.writer import StoreWriter
+        from djtrace.exporters.writer import StoreWriter
     except ImportError:
         StoreWriter = None  # noqa: N806
     if StoreWriter is not None:
         path = Path(os.environ["DJTRACE_SAMPLE_DATA"]) / f"bench-store-{os.getpid()}.sqlite3"
-        return StoreWriter(path), "exporters.writer.StoreWriter (SQLite trace store)"
+        return StoreWriter(path), "djtrace.exporters.writer.StoreWriter (SQLite trace store)"
     import queue
     import threading
 
@@ -216,7 +215,7 @@ def _store_sink() -> tuple[Callable[[Any], None], str]:
 
 
 def _setup_djtrace(store: bool) -> tuple[Callable[[], int], dict[str, Any]]:
-    from tracer.recorder import add_sink, config
+    from djtrace.recorder import add_sink, config
 
     config.record_all = True
     # Each finished trace is handed to a sink; the harness reads it and lets it go after the
@@ -241,7 +240,7 @@ def _setup_djtrace(store: bool) -> tuple[Callable[[], int], dict[str, Any]]:
 
 def _finished_traces(handler: Any, path: str, count: int) -> list[Any]:
     """The traces of `count` requests for `path`, kept as djtrace finished them."""
-    from tracer.recorder import add_sink, remove_sink
+    from djtrace.recorder import add_sink, remove_sink
 
     held: list[Any] = []
     add_sink(held.append)

@@ -37,7 +37,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = ("/bench/trivial/", "/books/", "/cached/", "/api/books/")
-HOOKS = sorted(p.stem for p in (ROOT / "tracer" / "hooks").glob("*.py") if p.stem != "__init__")
+HOOKS = sorted(p.stem for p in (ROOT / "djtrace" / "hooks").glob("*.py") if p.stem != "__init__")
 LEAVE_OUT = (*HOOKS, "source")
 GC_REQUESTS = 500  # requests of one mode in a row, for its collections
 
@@ -45,13 +45,13 @@ GC_REQUESTS = 500  # requests of one mode in a row, for its collections
 def _leave_out(name: str) -> None:
     """Record without one hook (or without source lines); before django.setup()."""
     if name == "source":
-        from tracer.hooks import db
+        from djtrace.hooks import db
 
         db.user_source = lambda scope, depth=2: None  # type: ignore[assignment]
     else:
-        importlib.import_module(f"tracer.hooks.{name}").install = lambda: None  # type: ignore[attr-defined]
+        importlib.import_module(f"djtrace.hooks.{name}").install = lambda: None  # type: ignore[attr-defined]
     if name == "connections":  # the SQL hook notices reused connections on its behalf
-        from tracer.hooks import db
+        from djtrace.hooks import db
 
         db.note_reused = lambda state, connection: None  # type: ignore[assignment]
 
@@ -65,7 +65,7 @@ def child(leave_out: str, paths: list[str], pairs: int, warmup: int) -> None:
     if leave_out:
         _leave_out(leave_out)
     handler = wsgi_handler()
-    from tracer.recorder import add_sink, config
+    from djtrace.recorder import add_sink, config
 
     finished: list[object] = []  # each trace let go after its request, as overhead.py does
     add_sink(finished.append)
@@ -116,8 +116,9 @@ def _collections(
     """In GC_REQUESTS requests of one mode in a row: young-generation collection time per
     request (ns), and how many full collections ran. A full one is a pause of tens of ms
     every few hundred requests: averaged in, one more or less would swamp the rest."""
+    from djtrace.recorder import config
+
     from benchmarks.overhead import serve
-    from tracer.recorder import config
 
     young = full = started = 0
 

@@ -10,5 +10,5 @@ def trivial(request: HttpRequest) -> HttpResponse:
 
 urlpatterns = [
     path("bench/trivial/", trivial, name="bench-trivial"),
-    path("", include("sample_site.bookstore.urls")),
+    path("", include("djtrace.sample_site.bookstore.urls")),
 ]

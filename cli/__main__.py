@@ -1,3 +1,3 @@
-from cli.app import main
+from djtrace.cli.app import main
 
 main()

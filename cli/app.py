@@ -8,14 +8,13 @@ import sys
 from typing import NoReturn
 
 import typer
+from djtrace.cli.capture_cmd import capture
+from djtrace.cli.diff_cmd import diff
+from djtrace.cli.errors import CliError
+from djtrace.cli.replay_cmd import replay
+from djtrace.cli.request_cmd import request
+from djtrace.cli.store_cmds import export, import_traces, list_traces, show, stats
 from rich.console import Console
-
-from cli.capture_cmd import capture
-from cli.diff_cmd import diff
-from cli.errors import CliError
-from cli.replay_cmd import replay
-from cli.request_cmd import request
-from cli.store_cmds import export, import_traces, list_traces, show, stats
 
 app = typer.Typer(
     name="djtrace",

@@ -102,10 +102,9 @@ def activate() -> None:
         return
     try:
         from django.conf import settings
-
-        from exporters.writer import DEFAULT_QUEUE_SIZE, StoreWriter
-        from tracer import install
-        from tracer.recorder import add_sink, config
+        from djtrace import install
+        from djtrace.exporters.writer import DEFAULT_QUEUE_SIZE, StoreWriter
+        from djtrace.recorder import add_sink, config
 
         writer = StoreWriter(
             store,
@@ -117,7 +116,7 @@ def activate() -> None:
         config.capture_body = _int_env(ENV_BODY, 0)
         add_sink(writer)
         if os.environ.get("DJTRACE_OTLP") == "1":  # capture --otlp; never raises
-            from exporters.otlp import attach_from_env
+            from djtrace.exporters.otlp import attach_from_env
 
             attach_from_env(add_sink)
         config.record_all = True

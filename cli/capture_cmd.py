@@ -27,17 +27,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from djtrace.aggregate import percentile
+from djtrace.cli import otlp_cli
+from djtrace.cli.autotrace import ENV_ACTIVE, ENV_BODY, ENV_READY, ENV_STORE
+from djtrace.cli.errors import CliError
+from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
+from djtrace.cli.store_access import StoreOption, store_path
+from djtrace.cli.store_cmds import worker
+from djtrace.exporters.store import StoreDamaged, StoreError, Summary, TraceStore
 from rich.console import Console
 from rich.text import Text
-
-from cli import otlp_cli
-from cli.autotrace import ENV_ACTIVE, ENV_BODY, ENV_READY, ENV_STORE
-from cli.errors import CliError
-from cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
-from cli.store_access import StoreOption, store_path
-from cli.store_cmds import worker
-from exporters.store import StoreDamaged, StoreError, Summary, TraceStore
-from tracer.aggregate import percentile
 
 EXAMPLES = """
 [bold]Examples[/]

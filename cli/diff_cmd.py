@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from djtrace import analysis
+from djtrace.cli.render import ms, plural
+from djtrace.cli.store_access import StoreOption, finish, load_trace
+from djtrace.compare import TraceDiff, compare
+from djtrace.model import Trace
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-
-from cli.render import ms, plural
-from cli.store_access import StoreOption, finish, load_trace
-from tracer import analysis
-from tracer.compare import TraceDiff, compare
-from tracer.model import Trace
 
 EXAMPLES = """
 [bold]Examples[/]

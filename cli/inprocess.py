@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from cli.errors import CliError, describe
-from tracer import Trace, trace
+from djtrace import Trace, trace
+from djtrace.cli.errors import CliError, describe
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 

@@ -7,11 +7,10 @@ from collections.abc import Iterable
 from typing import Annotated, Any
 
 import typer
+from djtrace import Trace
+from djtrace.cli.errors import CliError
+from djtrace.cli.render import plural
 from rich.console import Console
-
-from cli.errors import CliError
-from cli.render import plural
-from tracer import Trace
 
 OTLP_HELP = (
     "Also send the trace(s) over OTLP (Jaeger, Tempo, an OpenTelemetry Collector); "
@@ -43,7 +42,7 @@ def check_options(
 
 def prepare(endpoint: str | None, protocol: str | None) -> Any:
     """A checked OTLP target (exporters.otlp.PreparedExport), or a one-line CliError."""
-    from exporters.otlp import OtlpSetupError, prepare_export
+    from djtrace.exporters.otlp import OtlpSetupError, prepare_export
 
     try:
         return prepare_export(endpoint, protocol)
@@ -81,8 +80,8 @@ def capture_env(
 ) -> dict[str, str]:
     """`djtrace capture --otlp`: checked before the server starts; the environment that
     makes every captured process export its traces."""
-    from exporters.otlp import ENV_OTLP_ENDPOINT, ENV_OTLP_PROTOCOL, OtlpSetupError
-    from exporters.otlp import capture_env as otlp_env
+    from djtrace.exporters.otlp import ENV_OTLP_ENDPOINT, ENV_OTLP_PROTOCOL, OtlpSetupError
+    from djtrace.exporters.otlp import capture_env as otlp_env
 
     try:
         env = otlp_env(endpoint, protocol, service_name)

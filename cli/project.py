@@ -6,9 +6,9 @@ import os
 import sys
 from importlib import import_module
 
-from cli.errors import CliError, describe
+from djtrace.cli.errors import CliError, describe
 
-SAMPLE_SETTINGS = "sample_site.settings"
+SAMPLE_SETTINGS = "djtrace.sample_site.settings"
 
 
 def setup_django(settings: str | None = None, pythonpath: str | None = None) -> str:
@@ -44,11 +44,11 @@ def setup_django(settings: str | None = None, pythonpath: str | None = None) -> 
     except (ImproperlyConfigured, ImportError, LookupError, RuntimeError) as exc:
         raise CliError(f"Django setup failed for {module!r}: {type(exc).__name__}: {exc}") from None
 
-    from tracer import install
+    from djtrace import install
 
     install()
     if module == SAMPLE_SETTINGS:
-        from sample_site.seed import ensure_database
+        from djtrace.sample_site.seed import ensure_database
 
         try:
             ensure_database()

@@ -1,7 +1,7 @@
 """Terminal renderers: a trace as a timing tree, with the phase table and findings under it.
 
 Like pyinstrument's console renderer: each line shows total and self time, coloured by
-its share of the request; similar siblings are already folded by `tracer.analysis.fold`.
+its share of the request; similar siblings are already folded by `djtrace.analysis.fold`.
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+from djtrace import analysis
+from djtrace.analysis import Node
+from djtrace.cli.service_labels import SERVICE_PHASES, always_shown, service_label, service_summary
+from djtrace.model import Trace
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-
-from cli.service_labels import SERVICE_PHASES, always_shown, service_label, service_summary
-from tracer import analysis
-from tracer.analysis import Node
-from tracer.model import Trace
 
 #: Phases always drawn, however fast: the pipeline's skeleton.
 STRUCTURAL = ("request", "middleware", "url.resolve", "view", "response.", "exception")

@@ -20,19 +20,18 @@ from typing import Annotated
 from urllib.parse import quote, urlsplit
 
 import typer
+from djtrace.cli.diff_cmd import render_diff
+from djtrace.cli.errors import CliError
+from djtrace.cli.inprocess import RequestSpec, run
+from djtrace.cli.project import setup_django
+from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
+from djtrace.cli.store_access import StoreOption, finish, load_trace, store_path
+from djtrace.compare import compare
+from djtrace.exporters.store import StoreError, Summary, TraceStore
+from djtrace.model import Trace
+from djtrace.redact import REDACTED
 from rich.console import Console
 from rich.text import Text
-
-from cli.diff_cmd import render_diff
-from cli.errors import CliError
-from cli.inprocess import RequestSpec, run
-from cli.project import setup_django
-from cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
-from cli.store_access import StoreOption, finish, load_trace, store_path
-from exporters.store import StoreError, Summary, TraceStore
-from tracer.compare import compare
-from tracer.model import Trace
-from tracer.redact import REDACTED
 
 EXAMPLES = """
 [bold]Examples[/]

@@ -8,15 +8,14 @@ from enum import Enum
 from typing import Annotated
 
 import typer
+from djtrace import Trace
+from djtrace.cli import otlp_cli
+from djtrace.cli.errors import CliError
+from djtrace.cli.inprocess import HTTP_METHODS, RequestSpec, parse_header, run
+from djtrace.cli.project import setup_django
+from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, FIRST_RUN_NOTE, ms, render_trace
 from rich.console import Console
 from rich.text import Text
-
-from cli import otlp_cli
-from cli.errors import CliError
-from cli.inprocess import HTTP_METHODS, RequestSpec, parse_header, run
-from cli.project import setup_django
-from cli.render import DEFAULT_HIDE_UNDER_MS, FIRST_RUN_NOTE, ms, render_trace
-from tracer import Trace
 
 
 class Format(str, Enum):

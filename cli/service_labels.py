@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from djtrace.analysis import Node
 from rich.text import Text
-
-from tracer.analysis import Node
 
 SERVICE_PHASES = frozenset(
     {
@@ -36,7 +35,7 @@ def always_shown(node: Node) -> bool:
 
 
 def _ms(ns: int) -> str:
-    from cli.render import ms  # render imports this module: import at call time
+    from djtrace.cli.render import ms  # render imports this module: import at call time
 
     return ms(ns)
 

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Annotated, NamedTuple, TypeVar
 
 import typer
-from rich.console import Console
-
-from cli.errors import CliError
-from cli.render import plural
-from exporters import jsonl
-from exporters.store import (
+from djtrace.cli.errors import CliError
+from djtrace.cli.render import plural
+from djtrace.exporters import jsonl
+from djtrace.exporters.store import (
     Filters,
     StoreDamaged,
     StoreError,
@@ -30,7 +28,8 @@ from exporters.store import (
     TraceUnreadable,
     default_path,
 )
-from tracer.model import Trace
+from djtrace.model import Trace
+from rich.console import Console
 
 T = TypeVar("T")
 

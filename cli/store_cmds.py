@@ -11,14 +11,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
-from cli.errors import CliError
-from cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace, share_style
-from cli.store_access import (
+from djtrace import aggregate
+from djtrace.cli.errors import CliError
+from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace, share_style
+from djtrace.cli.store_access import (
     MethodFilter,
     PathFilter,
     PidFilter,
@@ -33,12 +29,15 @@ from cli.store_access import (
     warn,
     with_store,
 )
-from cli.table_fit import Col, fit
-from exporters import jsonl
-from exporters.formats import FORMATS
-from exporters.store import Filters, StoreError, TraceStore
-from tracer import aggregate
-from tracer.model import Trace
+from djtrace.cli.table_fit import Col, fit
+from djtrace.exporters import jsonl
+from djtrace.exporters.formats import FORMATS
+from djtrace.exporters.store import Filters, StoreError, TraceStore
+from djtrace.model import Trace
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 
 class Sort(str, Enum):

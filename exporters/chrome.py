@@ -20,9 +20,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from exporters.files import write_json
-from exporters.semconv import OtelSpan, to_otel
-from tracer.model import Trace
+from djtrace.exporters.files import write_json
+from djtrace.exporters.semconv import OtelSpan, to_otel
+from djtrace.model import Trace
 
 
 def _us(ns: int) -> float:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib import import_module
 
-from tracer.model import Trace
+from djtrace.model import Trace
 
 Writer = Callable[[Iterable[Trace], "str | None"], int]
 
@@ -31,18 +31,20 @@ class ExportFormat:
 
 FORMATS: dict[str, ExportFormat] = {
     "jsonl": ExportFormat(
-        "jsonl", "exporters.jsonl:export", "one trace per line, the documented trace JSON"
+        "jsonl", "djtrace.exporters.jsonl:export", "one trace per line, the documented trace JSON"
     ),
     "otlp": ExportFormat(
         "otlp",
-        "exporters.otlp:export",
+        "djtrace.exporters.otlp:export",
         "send over OTLP to Jaeger/Tempo/a Collector (-o URL, default http://localhost:4318)",
     ),
     "jaeger-json": ExportFormat(
-        "jaeger-json", "exporters.jaeger_json:export", "a file Jaeger UI opens (JSON File)"
+        "jaeger-json", "djtrace.exporters.jaeger_json:export", "a file Jaeger UI opens (JSON File)"
     ),
     "chrome": ExportFormat(
-        "chrome", "exporters.chrome:export", "Chrome trace events for Perfetto / chrome://tracing"
+        "chrome",
+        "djtrace.exporters.chrome:export",
+        "Chrome trace events for Perfetto / chrome://tracing",
     ),
 }
 

@@ -19,9 +19,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from exporters.files import write_json
-from exporters.semconv import INTERNAL, AttrValue, OtelSpan, default_service_name, to_otel
-from tracer.model import Trace
+from djtrace.exporters.files import write_json
+from djtrace.exporters.semconv import INTERNAL, AttrValue, OtelSpan, default_service_name, to_otel
+from djtrace.model import Trace
 
 
 def service_name_or_default(service_name: str | None) -> str:

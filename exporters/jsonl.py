@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
-from exporters.files import open_private
-from tracer.model import SCHEMA_VERSION, SchemaError, Trace
+from djtrace.exporters.files import open_private
+from djtrace.model import SCHEMA_VERSION, SchemaError, Trace
 
 
 def write(traces: Iterable[Trace], out: IO[str]) -> int:

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from exporters.semconv import CLIENT, SERVER, default_service_name, remote_parent, to_otel
-from tracer.model import Trace
+from djtrace.exporters.semconv import CLIENT, SERVER, default_service_name, remote_parent, to_otel
+from djtrace.model import Trace
 
 logger = logging.getLogger("djtrace")
 
@@ -519,7 +519,7 @@ def otlp_sink(
     max_queue_traces: int = DEFAULT_QUEUE_TRACES,
     schedule_delay_millis: float | None = None,
 ) -> OtlpSink:
-    """A sink for `tracer.recorder.add_sink` that exports every finished trace over OTLP.
+    """A sink for `djtrace.recorder.add_sink` that exports every finished trace over OTLP.
 
     Call `.close()` when done: it flushes, and logs one line if traces were lost.
     Raises OtlpSetupError for a bad endpoint/protocol or a missing exporter package.

@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracer.analysis import children_of, findings, fingerprint, middleware_halves
-from tracer.model import Span, Trace
+from djtrace.analysis import children_of, findings, fingerprint, middleware_halves
+from djtrace.model import Span, Trace
 
 AttrValue = str | bool | int | float | list[str] | list[bool] | list[int] | list[float]
 

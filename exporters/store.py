@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tracer.analysis import breakdown
-from tracer.model import SchemaError, Trace
+from djtrace.analysis import breakdown
+from djtrace.model import SchemaError, Trace
 
 #: Version of the table layout below; a store with a higher number is refused.
 STORE_SCHEMA = 1
@@ -642,7 +642,7 @@ def benchmark_sink() -> Callable[[Trace], None]:
     benchmarks/overhead.py."""
     import atexit
 
-    from exporters.writer import StoreWriter
+    from djtrace.exporters.writer import StoreWriter
 
     directory = tempfile.mkdtemp(prefix="djtrace-bench-")
     # Registered first, so it runs after the writer's own atexit flush (LIFO).

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from exporters.store import StoreError, TraceStore, row_for
-from tracer.model import Trace
+from djtrace.exporters.store import StoreError, TraceStore, row_for
+from djtrace.model import Trace
 
 logger = logging.getLogger("djtrace")
 

@@ -5,15 +5,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sample_site.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djtrace.sample_site.settings")
 
 application = get_asgi_application()
 
 
 def _seed() -> None:
     from django.db import connections
-
-    from sample_site.seed import ensure_database
+    from djtrace.sample_site.seed import ensure_database
 
     try:
         ensure_database()

@@ -3,22 +3,16 @@
 
 import os
 import sys
-from pathlib import Path
 
 
 def main() -> None:
-    # Run as a script, sys.path[0] is sample_site/ itself; the repo root is needed to import it.
-    repo_root = str(Path(__file__).resolve().parent.parent)
-    if repo_root not in sys.path:
-        sys.path.insert(0, repo_root)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sample_site.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djtrace.sample_site.settings")
     from django.core.management import execute_from_command_line
 
     if len(sys.argv) > 1 and sys.argv[1] == "runserver":
         # runserver checks migrations before loading the app: seed first on a fresh machine.
         import django
-
-        from sample_site.seed import ensure_database
+        from djtrace.sample_site.seed import ensure_database
 
         django.setup()
         ensure_database()

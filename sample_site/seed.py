@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-from sample_site.paths import data_dir
+from djtrace.sample_site.paths import data_dir
 
 __all__ = ["data_dir", "ensure_database"]
 
@@ -135,8 +135,7 @@ def _migrate_if_needed() -> None:
 def _seed_if_empty() -> None:
     from django.contrib.auth import get_user_model
     from django.db import transaction
-
-    from sample_site.bookstore.models import Author, Book, Publisher, Review, Tag
+    from djtrace.sample_site.bookstore.models import Author, Book, Publisher, Review, Tag
 
     if Book.objects.exists():
         return

@@ -8,8 +8,7 @@ from typing import Any
 
 import django
 from django.core.exceptions import ImproperlyConfigured
-
-from sample_site.paths import data_dir
+from djtrace.sample_site.paths import data_dir
 
 SECRET_KEY = "djtrace-sample-site-insecure-dev-key-do-not-use-in-production"
 DEBUG = os.environ.get("DJTRACE_SAMPLE_DEBUG", "").lower() in {"1", "true", "yes", "on"}
@@ -21,8 +20,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "tracer",
-    "sample_site.bookstore",
+    "djtrace",
+    "djtrace.sample_site.bookstore",
 ]
 
 MIDDLEWARE = [
@@ -34,13 +33,13 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # One function-style and one class-style custom middleware, so both shapes get traced.
-    "sample_site.middleware.request_id_middleware",
-    "sample_site.middleware.ServerTimingMiddleware",
+    "djtrace.sample_site.middleware.request_id_middleware",
+    "djtrace.sample_site.middleware.ServerTimingMiddleware",
 ]
 
-ROOT_URLCONF = "sample_site.urls"
-WSGI_APPLICATION = "sample_site.wsgi.application"
-ASGI_APPLICATION = "sample_site.asgi.application"
+ROOT_URLCONF = "djtrace.sample_site.urls"
+WSGI_APPLICATION = "djtrace.sample_site.wsgi.application"
+ASGI_APPLICATION = "djtrace.sample_site.asgi.application"
 
 # --- database -------------------------------------------------------------------------------
 
@@ -150,7 +149,7 @@ if importlib.util.find_spec("jinja2") is not None:
             "NAME": "jinja2",
             "DIRS": [],
             "APP_DIRS": True,  # bookstore/jinja2/
-            "OPTIONS": {"environment": "sample_site.jinja2_env.environment"},
+            "OPTIONS": {"environment": "djtrace.sample_site.jinja2_env.environment"},
         }
     )
 

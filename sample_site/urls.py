@@ -1,5 +1,5 @@
 from django.urls import include, path
 
 urlpatterns = [
-    path("", include("sample_site.bookstore.urls")),
+    path("", include("djtrace.sample_site.bookstore.urls")),
 ]

@@ -38,7 +38,7 @@ def gunicorn_args(port: int, workers: int, threads: int) -> list[str]:
         sys.executable,
         "-m",
         "gunicorn",
-        "sample_site.wsgi",
+        "djtrace.sample_site.wsgi",
         "-w",
         str(workers),
         "--threads",
@@ -58,7 +58,7 @@ def uvicorn_args(port: int, workers: int) -> list[str]:
         sys.executable,
         "-m",
         "uvicorn",
-        "sample_site.asgi:application",
+        "djtrace.sample_site.asgi:application",
         "--host",
         "127.0.0.1",
         "--port",
@@ -122,7 +122,7 @@ def capture(
             [
                 sys.executable,
                 "-m",
-                "cli",
+                "djtrace.cli",
                 "capture",
                 "--store",
                 str(store),
@@ -187,7 +187,7 @@ def exported(store: Path) -> list[dict[str, Any]]:
 
 def wait_for_traces(store: Path, count: int) -> None:
     """Until the store holds `count` traces (the writers flush within moments)."""
-    from exporters.store import StoreError, TraceStore
+    from djtrace.exporters.store import StoreError, TraceStore
 
     deadline = time.monotonic() + PATIENCE_S
     while time.monotonic() < deadline:

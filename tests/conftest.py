@@ -22,14 +22,14 @@ _DATA = tempfile.mkdtemp(prefix="djtrace-tests-")
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["DJTRACE_SAMPLE_DATA"] = _DATA
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sample_site.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djtrace.sample_site.settings")
     for name in ("DJTRACE_SAMPLE_DB", "DJTRACE_SAMPLE_CACHE", "DJTRACE_SAMPLE_SESSION_ENGINE"):
         os.environ.pop(name, None)  # the in-process suite runs on the embedded defaults
 
     import django
 
     django.setup()
-    from sample_site.seed import ensure_database
+    from djtrace.sample_site.seed import ensure_database
 
     ensure_database()
 
@@ -59,7 +59,7 @@ def run_djtrace(
     """Run the real `djtrace` command line in a child process, as a user would."""
     full_env = {**os.environ, "COLUMNS": "160", "NO_COLOR": "1", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
+        [sys.executable, "-m", "djtrace.cli", *args],
         capture_output=True,
         text=True,
         env=full_env,

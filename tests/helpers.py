@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import io
 
+from djtrace import Span, Trace
 from rich.console import Console
-
-from tracer import Span, Trace
 
 
 def only(trace: Trace, phase: str) -> list[Span]:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tracer import Span, Trace
+from djtrace import Span, Trace
 
 
 @contextmanager

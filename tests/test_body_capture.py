@@ -7,9 +7,8 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-
-from tracer import trace
-from tracer.recorder import config
+from djtrace import trace
+from djtrace.recorder import config
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -23,7 +22,7 @@ def bodies():
 
 @pytest.fixture
 def order() -> dict[str, str]:
-    from sample_site.bookstore.models import Book
+    from djtrace.sample_site.bookstore.models import Book
 
     book = Book.objects.order_by("id").first()
     return {

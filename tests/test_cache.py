@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 from django.conf import settings
 from django.test import Client, override_settings
+from djtrace import Trace, trace
+from djtrace.hooks.cache import KEY_CHARS
 
 from tests.conftest import run_djtrace
 from tests.helpers import ancestors, rendered
 from tests.services import jsonl_traces, redis_db, spans_of
 from tests.services_site.views import SECRET_CACHE
-from tracer import Trace, trace
-from tracer.hooks.cache import KEY_CHARS
 
 REDIS_DB = 13  # in-process tests
 REDIS_DB_CLI = 12  # the CLI runs on sample_site
@@ -201,7 +201,7 @@ def test_sample_site_on_redis_shows_a_miss_then_a_hit(redis):
 
 @pytest.mark.redis
 def test_the_tree_marks_hits_and_misses(site):
-    from cli.render import render_trace
+    from djtrace.cli.render import render_trace
 
     tr, _ = get("/cache/ops/?alias=redis")
     text = rendered(render_trace(tr, hide_under_ms=0))

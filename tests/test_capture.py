@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from djtrace.cli.inprocess import RequestSpec, run
 
-from cli.inprocess import RequestSpec, run
 from tests.capture_support import (
     capture,
     exported,
@@ -254,13 +254,14 @@ def test_capture_keeps_an_existing_sitecustomize_working(tmp_path):
 def test_capture_installs_nothing_when_django_is_never_set_up(tmp_path):
     script = (
         "import sys; print('tracing modules:', "
-        "sorted(m for m in sys.modules if m.startswith(('tracer', 'exporters', 'django'))))"
+        "sorted(m for m in sys.modules if m.startswith(('djtrace', 'django'))))"
     )
     result = run_djtrace(
         "capture", "--store", str(tmp_path / "s.sqlite3"), "--", sys.executable, "-c", script
     )
     assert result.returncode == 0, result.stderr
-    assert "tracing modules: []" in result.stdout
+    # Only the bootstrap's own module (and the packages it sits in) is imported.
+    assert "tracing modules: ['djtrace', 'djtrace.cli', 'djtrace.cli.autotrace']" in result.stdout
 
 
 def test_store_file_and_directory_are_private(tmp_path):

@@ -10,9 +10,9 @@ import textwrap
 from pathlib import Path
 
 from django.conf import settings
+from djtrace import Trace
 
 from tests.conftest import run_djtrace
-from tracer import Trace
 
 
 def test_books_tree_shows_every_phase_of_the_pipeline():
@@ -23,8 +23,8 @@ def test_books_tree_shows_every_phase_of_the_pipeline():
     positions = [out.index(f" {path.rpartition('.')[2]}  before ") for path in settings.MIDDLEWARE]
     assert positions == sorted(positions), "middleware must be listed in settings order"
     assert out.count("before ") >= len(settings.MIDDLEWARE)
-    assert "URL resolve 'books/' → sample_site.bookstore.views.book_list [book-list]" in out
-    assert "view sample_site.bookstore.views.book_list" in out
+    assert "URL resolve 'books/' → djtrace.sample_site.bookstore.views.book_list [book-list]" in out
+    assert "view djtrace.sample_site.bookstore.views.book_list" in out
     assert "SQL × 20 similar: SELECT … FROM bookstore_author WHERE" in out
     assert "views.py:" in out
     for template in (
@@ -84,7 +84,7 @@ def test_post_with_a_form_body_and_a_logged_in_user():
 def test_async_view_under_asgi():
     result = run_djtrace("request", "/async/", "--asgi")
     assert result.returncode == 0, result.stderr
-    assert "view sample_site.bookstore.views.async_books" in result.stdout
+    assert "view djtrace.sample_site.bookstore.views.async_books" in result.stdout
     assert " async" in result.stdout
 
 

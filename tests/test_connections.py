@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import django
 import pytest
+from djtrace import Trace
 
 from tests.conftest import run_djtrace
 from tests.services import inside, jsonl_traces, pg_database, spans_of
-from tracer import Trace
 
 pytestmark = pytest.mark.postgres
 

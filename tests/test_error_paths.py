@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 from django.test import Client
+from djtrace import analysis, trace
 
 from tests.conftest import ROOT, run_djtrace
 from tests.helpers import ancestors, one, only
-from tracer import analysis, trace
 
 
 def get(path: str, **extra: str):
@@ -61,7 +61,7 @@ def test_a_500_marks_the_view_once_and_times_the_error_page():
 
 def test_each_trace_names_the_settings_it_ran_under():
     tr, _ = get("/books/fast/")
-    assert tr.where["settings"] == "sample_site.settings"
+    assert tr.where["settings"] == "djtrace.sample_site.settings"
 
 
 def test_queries_django_makes_on_its_own_are_not_blamed_on_the_launcher():
@@ -109,7 +109,7 @@ def test_a_project_that_cannot_load_or_connect_is_one_clear_line():
 
 
 def test_trace_before_django_is_configured_says_what_to_do():
-    code = "from tracer import trace\nwith trace():\n    pass\n"
+    code = "from djtrace import trace\nwith trace():\n    pass\n"
     result = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,

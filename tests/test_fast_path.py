@@ -13,11 +13,11 @@ import types
 
 import pytest
 from django.test import Client
+from djtrace import trace
+from djtrace.cli.inprocess import RequestSpec, run
+from djtrace.sample_site.bookstore.models import Author, Book
 
-from cli.inprocess import RequestSpec, run
-from sample_site.bookstore.models import Author, Book
 from tests.helpers import one, only
-from tracer import trace
 
 
 def test_two_query_lines_in_one_function_get_their_own_source_lines():
@@ -77,7 +77,7 @@ def test_each_request_gets_its_own_view_span_from_the_shared_wrapper():
     assert len(t.requests) == 2
     views = [one(tr, "view") for tr in t.requests]
     for tr, view in zip(t.requests, views, strict=True):
-        assert view.name == "sample_site.bookstore.views.book_list"
+        assert view.name == "djtrace.sample_site.bookstore.views.book_list"
         innermost = only(tr, "middleware")[-1]
         assert view.parent == innermost.id
         assert all(q.parent == view.id for q in tr.queries)

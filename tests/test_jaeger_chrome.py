@@ -7,12 +7,12 @@ import json
 from collections import defaultdict
 
 import pytest
+from djtrace import Trace, trace
+from djtrace.cli.inprocess import RequestSpec, run
+from djtrace.exporters.chrome import to_chrome, write_chrome
+from djtrace.exporters.jaeger_json import to_jaeger_json, write_jaeger_json
 
-from cli.inprocess import RequestSpec, run
-from exporters.chrome import to_chrome, write_chrome
-from exporters.jaeger_json import to_jaeger_json, write_jaeger_json
 from tests.conftest import run_djtrace
-from tracer import Trace, trace
 
 TAG_TYPES = {"string": str, "bool": bool, "int64": int, "float64": float}
 

@@ -6,9 +6,9 @@ import asyncio
 
 from django.conf import settings
 from django.test import AsyncClient, Client, override_settings
+from djtrace import trace
 
 from tests.helpers import one, only
-from tracer import trace
 
 STYLES = [
     "tests.timing_site.middleware.DualModeMiddleware",

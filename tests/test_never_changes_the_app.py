@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from django.core.handlers.base import BaseHandler
 from django.test import Client
+from djtrace import install, installed, trace, uninstall
+from djtrace.recorder import add_sink, remove_sink
 
 from tests.helpers import one, only
-from tracer import install, installed, trace, uninstall
-from tracer.recorder import add_sink, remove_sink
 
 
 def test_a_views_exception_reaches_the_caller_unchanged():
@@ -172,7 +172,7 @@ def test_uninstall_restores_django_and_install_is_idempotent():
 
 
 def test_ordinary_columns_keep_their_parameters():
-    from sample_site.bookstore.models import Book
+    from djtrace.sample_site.bookstore.models import Book
 
     with trace() as t:
         list(Book.objects.filter(author_id=3, title__startswith="T"))

@@ -19,6 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from djtrace import trace
+from djtrace.exporters.otlp import export_traces, otlp_sink
+from djtrace.exporters.semconv import span_id_of
+from djtrace.recorder import add_sink, remove_sink
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -26,11 +30,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
 
-from exporters.otlp import export_traces, otlp_sink
-from exporters.semconv import span_id_of
 from tests.conftest import ROOT, run_djtrace
-from tracer import trace
-from tracer.recorder import add_sink, remove_sink
 
 SERVER, CLIENT, INTERNAL = (
     PbSpan.SPAN_KIND_SERVER,
@@ -214,11 +214,11 @@ def test_books_request_arrives_as_one_otel_trace_with_every_phase(client, receiv
 
     # The structure reads as Django ran it.
     by_name = {s.name: s for s in spans}
-    innermost = by_name["sample_site.middleware.ServerTimingMiddleware"]
+    innermost = by_name["djtrace.sample_site.middleware.ServerTimingMiddleware"]
     assert by_name["url.resolve books/"].parent_id == innermost.span_id
-    view = by_name["sample_site.bookstore.views.book_list"]
+    view = by_name["djtrace.sample_site.bookstore.views.book_list"]
     assert view.parent_id == innermost.span_id
-    assert view.attrs["code.function.name"] == "sample_site.bookstore.views.book_list"
+    assert view.attrs["code.function.name"] == "djtrace.sample_site.bookstore.views.book_list"
     queries = [s for s in spans if s.kind == CLIENT and s.attrs.get("db.query.text")]
     assert len(queries) == len(recorded.queries) == 21
     assert all(q.parent_id == view.span_id for q in queries)
@@ -510,10 +510,10 @@ import sys
 import django
 django.setup()
 from django.test import Client
-from tracer import trace
-from exporters.chrome import to_chrome
-from exporters.jaeger_json import to_jaeger_json
-import exporters.otlp  # the module itself; OpenTelemetry loads only when it sends
+from djtrace import trace
+from djtrace.exporters.chrome import to_chrome
+from djtrace.exporters.jaeger_json import to_jaeger_json
+import djtrace.exporters.otlp  # the module itself; OpenTelemetry loads only when it sends
 with trace() as t:
     Client().get("/books/1/")
 to_chrome(t.requests), to_jaeger_json(t.requests)

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 from django.conf import settings
 from django.test import AsyncClient, Client, override_settings
+from djtrace import analysis, trace
+from djtrace.cli.inprocess import RequestSpec, run
 
-from cli.inprocess import RequestSpec, run
 from tests.helpers import ancestors, children, one, only
-from tracer import analysis, trace
 
 
 def get(path: str, **extra: str):
@@ -47,7 +47,7 @@ def test_process_view_hooks_are_their_own_spans_before_the_view():
     hooks = only(tr, "middleware.process_view")
     assert {h.name for h in hooks} == {
         "django.middleware.csrf.CsrfViewMiddleware",
-        "sample_site.middleware.ServerTimingMiddleware",
+        "djtrace.sample_site.middleware.ServerTimingMiddleware",
     }
     view = one(tr, "view")
     assert all(h.end <= view.start for h in hooks)
@@ -57,7 +57,7 @@ def test_url_resolve_records_route_view_and_url_name():
     tr, _ = get("/books/3/")
     resolve = one(tr, "url.resolve")
     assert resolve.attrs["route"] == "books/<int:pk>/"
-    assert resolve.attrs["view"] == "sample_site.bookstore.views.BookDetailView"
+    assert resolve.attrs["view"] == "djtrace.sample_site.bookstore.views.BookDetailView"
     assert resolve.attrs["url_name"] == "book-detail"
     assert resolve.attrs["kwargs"] == ["pk"]
     assert tr.request["route"] == "books/<int:pk>/"
@@ -96,7 +96,7 @@ def test_a_url_miss_is_marked_and_the_404_still_traced():
 def test_class_based_view_is_named_by_class_and_handler_method():
     tr, _ = get("/books/2/")
     view = one(tr, "view")
-    assert view.name == "sample_site.bookstore.views.BookDetailView"
+    assert view.name == "djtrace.sample_site.bookstore.views.BookDetailView"
     assert view.attrs == {"class_based": True, "handler": "get"}
 
 
@@ -190,7 +190,7 @@ def test_async_view_stays_async_under_asgi():
     (tr,) = t.requests
     assert tr.where["mode"] == "async"
     view = one(tr, "view")
-    assert view.name == "sample_site.bookstore.views.async_books"
+    assert view.name == "djtrace.sample_site.bookstore.views.async_books"
     assert len(only(tr, "db.query")) == 2
     assert tr.closed
 
@@ -208,7 +208,7 @@ def test_async_view_through_the_real_asgi_handler():
 
 
 def test_bare_orm_work_inside_trace_is_kept():
-    from sample_site.bookstore.models import Book
+    from djtrace.sample_site.bookstore.models import Book
 
     with trace() as t:
         assert Book.objects.count() == 20
@@ -218,7 +218,7 @@ def test_bare_orm_work_inside_trace_is_kept():
 
 
 def test_requests_outside_trace_are_not_recorded():
-    from tracer.recorder import add_sink, remove_sink
+    from djtrace.recorder import add_sink, remove_sink
 
     seen = []
     add_sink(seen.append)

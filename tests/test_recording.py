@@ -23,11 +23,11 @@ from django.db.models.query import QuerySet
 from django.dispatch import Signal
 from django.template import Context, Template
 from django.test import Client
+from djtrace import Trace, trace
+from djtrace.recorder import config
+from djtrace.sample_site.bookstore.models import Book
 
-from sample_site.bookstore.models import Book
 from tests.helpers import only
-from tracer import Trace, trace
-from tracer.recorder import config
 
 HERE = "tests/test_recording.py"
 

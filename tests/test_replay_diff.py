@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
+from djtrace.cli.inprocess import RequestSpec, run
+from djtrace.compare import compare
 
-from cli.inprocess import RequestSpec, run
 from tests.capture_support import (
     Captured,
     capture,
@@ -19,13 +20,12 @@ from tests.capture_support import (
     wait_for_traces,
 )
 from tests.conftest import run_djtrace
-from tracer.compare import compare
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[tuple[Captured, dict[str, str]]]:
     """gunicorn under capture (--capture-body), with a few requests captured: tag → trace id."""
-    from sample_site.bookstore.models import Book
+    from djtrace.sample_site.bookstore.models import Book
 
     tmp = tmp_path_factory.mktemp("replay")
     port = free_port()
@@ -251,8 +251,8 @@ def test_replay_says_which_settings_it_guessed(tmp_path, mysite):
     result = run_djtrace("replay", str(saved), env={"DJANGO_SETTINGS_MODULE": ""})
     assert result.returncode == 0, result.stderr
     assert (
-        "in-process, with settings sample_site.settings (the bundled sample_site: the trace "
-        "does not say which settings it ran with; pass --settings" in result.stdout
+        "in-process, with settings djtrace.sample_site.settings (the bundled sample_site: "
+        "the trace does not say which settings it ran with; pass --settings" in result.stdout
     )
     assert "status 200 → 404" in result.stdout  # honest: another project answered
     result = run_djtrace("replay", str(saved), "--settings", "no_such_project.settings")

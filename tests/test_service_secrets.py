@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 from django.db import connections
 from django.test import Client, override_settings
+from djtrace import trace
 
 from tests import services
 from tests.helpers import rendered
 from tests.services_site.views import SECRET_CACHE, SECRET_PASSWORD, SECRET_SESSION, TABLE
-from tracer import trace
 
 DB_NAME = "djtrace_test_secrets"
 REDIS_DB = 10
@@ -68,7 +68,7 @@ def _with_table(alias: str) -> str:
 
 
 def test_no_secret_reaches_a_trace(backends):
-    from cli.render import render_trace
+    from djtrace.cli.render import render_trace
 
     db, cache = backends
     query = f"?db={db}&alias={cache}"

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 from django.test import Client, override_settings
+from djtrace import Trace, trace
 
 from tests.conftest import run_djtrace
 from tests.services import inside, jsonl_traces, pg_database, redis_db, spans_of
 from tests.services_site.views import SECRET_SESSION
-from tracer import Trace, trace
 
 DB_NAME = "djtrace_test_sess"
 REDIS_DB = 11
@@ -139,7 +139,8 @@ def test_each_engine_is_named_and_holds_its_own_work(engine, load_work, tmp_path
 
 
 def test_the_tree_names_the_engine():
-    from cli.render import render_trace
+    from djtrace.cli.render import render_trace
+
     from tests.helpers import rendered
 
     client = Client()

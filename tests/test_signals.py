@@ -9,11 +9,11 @@ from collections.abc import Iterator
 import django
 import pytest
 from django.test import Client, override_settings
+from djtrace import Trace, trace
 
 from tests.helpers import ancestors, rendered
 from tests.services import inside, spans_of
 from tests.services_site import views
-from tracer import Trace, trace
 
 ASYNC_RECEIVERS = django.VERSION >= (5, 0)
 
@@ -41,12 +41,12 @@ def get(path: str) -> tuple[Trace, dict]:
 
 def test_a_send_is_named_and_its_receiver_holds_the_query_it_ran():
     tr, _ = get("/books/1/")
-    (send,) = spans_of(tr, "signal", signal="sample_site.bookstore.signals.book_viewed")
+    (send,) = spans_of(tr, "signal", signal="djtrace.sample_site.bookstore.signals.book_viewed")
     assert send.name == "book_viewed"
     assert send.attrs["sender"] == "Book" and send.attrs["receivers"] == 1
     assert ancestors(tr, send)[0].phase == "view"
     (receiver,) = [s for s in inside(tr, send) if s.phase == "signal.receiver"]
-    assert receiver.name == "sample_site.bookstore.signals.count_book_view"
+    assert receiver.name == "djtrace.sample_site.bookstore.signals.count_book_view"
     assert receiver.parent == send.id
     (update,) = [s for s in inside(tr, receiver) if s.phase == "db.query"]
     assert update.attrs["sql"].startswith("UPDATE")
@@ -105,12 +105,12 @@ def test_asend_from_an_async_view(site):
 
 
 def test_the_tree_shows_the_signal_and_its_receiver():
-    from cli.render import render_trace
+    from djtrace.cli.render import render_trace
 
     tr, _ = get("/books/1/")
     text = rendered(render_trace(tr, hide_under_ms=0))
     assert "signal book_viewed (Book) → 1 receiver" in text
-    assert "receiver sample_site.bookstore.signals.count_book_view" in text
+    assert "receiver djtrace.sample_site.bookstore.signals.count_book_view" in text
 
 
 def test_a_signal_that_is_not_a_module_variable_is_traced_unnamed():

@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from djtrace import Trace, aggregate
+from djtrace.cli.inprocess import RequestSpec, run
+from djtrace.cli.render import ms
+from djtrace.exporters.store import STORE_SCHEMA, Filters, TraceStore
+from djtrace.exporters.writer import StoreWriter
 
-from cli.inprocess import RequestSpec, run
-from cli.render import ms
-from exporters.store import STORE_SCHEMA, Filters, TraceStore
-from exporters.writer import StoreWriter
 from tests.conftest import ROOT, run_djtrace
-from tracer import Trace, aggregate
 
 PAGES = ["/books/", "/books/fast/", "/api/books/", "/boom/", "/no-such-page/"]
 
@@ -105,8 +105,8 @@ def test_a_full_queue_drops_and_counts_and_never_waits(tmp_path, real_traces):
 _EXIT_SCRIPT = """
 import json, os, sys
 sys.path.insert(0, {root!r})
-from exporters.writer import StoreWriter
-from tracer import Trace
+from djtrace.exporters.writer import StoreWriter
+from djtrace import Trace
 writer = StoreWriter({store!r})
 data = json.loads(open({source!r}).read())
 for i in range(500):
@@ -464,7 +464,7 @@ def test_a_closed_pipe_ends_quietly(filled):
         os.close(read)  # the reader is gone before the first line (`| head -0`)
         try:
             result = subprocess.run(
-                [sys.executable, "-m", "cli", *args, "--store", str(filled)],
+                [sys.executable, "-m", "djtrace.cli", *args, "--store", str(filled)],
                 stdout=write,
                 stderr=subprocess.PIPE,
                 text=True,
@@ -557,7 +557,7 @@ def test_import_says_what_the_file_is(tmp_path, real_traces):
     other.write_text('{"a": 1}\n')
     jaeger = tmp_path / "jaeger.json"
     run_djtrace("request", "/books/fast/", "--format", "json")  # (any trace will do)
-    from exporters.jaeger_json import to_jaeger_json
+    from djtrace.exporters.jaeger_json import to_jaeger_json
 
     jaeger.write_text(json.dumps(to_jaeger_json(real_traces[:1])))
     for file in (other, jaeger):

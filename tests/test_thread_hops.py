@@ -11,10 +11,10 @@ import sys
 import threading
 
 from django.test import AsyncClient, Client, override_settings
+from djtrace import Span, Trace, trace
+from djtrace.recorder import open_span
 
 from tests.hops_site import MARKER
-from tracer import Span, Trace, trace
-from tracer.recorder import open_span
 
 HOPS = override_settings(ROOT_URLCONF="tests.hops_site")
 

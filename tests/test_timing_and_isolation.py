@@ -7,10 +7,10 @@ import threading
 
 from django.conf import settings
 from django.test import AsyncClient, Client, override_settings
+from djtrace import analysis, trace
 
 from tests.helpers import one, only
 from tests.timing_site.urls import AFTER_SLEEP, BEFORE_SLEEP, VIEW_SLEEP
-from tracer import analysis, trace
 
 SLACK_NS = 250_000_000  # generous: these machines are noisy; lower bounds are exact
 

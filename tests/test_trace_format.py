@@ -6,10 +6,10 @@ import json
 
 import pytest
 from django.test import Client
+from djtrace import SCHEMA_VERSION, SchemaError, Trace, trace
+from djtrace.cli.render import render_trace
 
-from cli.render import render_trace
 from tests.helpers import rendered
-from tracer import SCHEMA_VERSION, SchemaError, Trace, trace
 
 
 def traced(path: str) -> Trace:

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import pytest
 from django.db import connections, transaction
 from django.test import Client, override_settings
+from djtrace import Trace, trace
 
 from tests import services
 from tests.helpers import ancestors, rendered
 from tests.services import inside, spans_of
 from tests.services_site.views import TABLE
-from tracer import Trace, trace
 
 DB_NAME = "djtrace_test_tx"
 PG_ALIAS = "txpg"
@@ -135,7 +135,7 @@ def test_atomic_requests_wraps_the_view_and_rolls_back_when_it_raises(alias):
 
 
 def test_the_tree_says_rollback(alias):
-    from cli.render import render_trace
+    from djtrace.cli.render import render_trace
 
     tr, _, _ = run(f"/tx/savepoint/?db={alias}")
     text = rendered(render_trace(tr))

@@ -1,13 +1,35 @@
-"""djtrace's instrumentation layer: hooks every phase of Django's request pipeline.
+"""djtrace: where did this Django request's time go? Every phase of the pipeline, traced.
 
 Public API:
 
-    from tracer import trace, install, uninstall, Trace, Span
+    from djtrace import trace, install, uninstall, Trace, Span
+
+Names load on first use, so that `djtrace capture`'s bootstrap, which imports
+`djtrace.cli.autotrace` into every Python process it starts, imports nothing else
+until Django is set up.
 """
 
-from tracer.inline import TraceSession, trace
-from tracer.install import install, installed, uninstall
-from tracer.model import SCHEMA_VERSION, SchemaError, Span, Trace
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from djtrace.inline import TraceSession, trace
+    from djtrace.installer import install, installed, uninstall
+    from djtrace.model import SCHEMA_VERSION, SchemaError, Span, Trace
+
+_EXPORTS = {
+    "SCHEMA_VERSION": "djtrace.model",
+    "SchemaError": "djtrace.model",
+    "Span": "djtrace.model",
+    "Trace": "djtrace.model",
+    "TraceSession": "djtrace.inline",
+    "trace": "djtrace.inline",
+    "install": "djtrace.installer",
+    "installed": "djtrace.installer",
+    "uninstall": "djtrace.installer",
+}
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -20,3 +42,16 @@ __all__ = [
     "trace",
     "uninstall",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'djtrace' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

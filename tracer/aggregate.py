@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from tracer.analysis import CATEGORIES
+from djtrace.analysis import CATEGORIES
 
 NO_ROUTE = "(no route)"
 

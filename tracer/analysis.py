@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from tracer.model import Span, Trace
+from djtrace.model import Span, Trace
 
 #: Similar queries from one source line at or above this count are an N+1 finding.
 N_PLUS_ONE_THRESHOLD = 3

@@ -2,12 +2,12 @@ from django.apps import AppConfig
 
 
 class TracerConfig(AppConfig):
-    """Adding "tracer" to INSTALLED_APPS installs every hook once the app registry is ready."""
+    """Adding "djtrace" to INSTALLED_APPS installs every hook once the app registry is ready."""
 
-    name = "tracer"
+    name = "djtrace"
     verbose_name = "djtrace"
 
     def ready(self) -> None:
-        from tracer.install import install
+        from djtrace.installer import install
 
         install()

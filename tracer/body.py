@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tracer import redact
+from djtrace import redact
 
 _FORM = "application/x-www-form-urlencoded"
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from tracer.analysis import breakdown, findings, fingerprint
-from tracer.model import Trace
+from djtrace.analysis import breakdown, findings, fingerprint
+from djtrace.model import Trace
 
 
 @dataclass(frozen=True)

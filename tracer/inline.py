@@ -1,6 +1,6 @@
 """Tracing from a test, a shell or a debugger:
 
-    from tracer import trace
+    from djtrace import trace
 
     with trace() as t:
         client.get("/books/")
@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from tracer.install import install
-from tracer.model import Span, Trace, current_thread_name
-from tracer.recorder import State, clock, current, finish_trace, thread_id
+from djtrace.installer import install
+from djtrace.model import Span, Trace, current_thread_name
+from djtrace.recorder import State, clock, current, finish_trace, thread_id
 
 
 class TraceSession:
@@ -87,7 +87,7 @@ class TraceSession:
 
     def show(self, **options: Any) -> None:
         """Print each trace as djtrace's tree (needs the `cli` package, i.e. rich)."""
-        from cli.render import print_traces  # presentation lives in cli/, loaded on demand
+        from djtrace.cli.render import print_traces  # presentation lives in cli/, loaded on demand
 
         print_traces(self.traces, **options)
 

@@ -194,7 +194,7 @@ class Trace:
         return [s for s in self.spans if s.phase == "db.query"]
 
     def to_dict(self) -> dict[str, Any]:
-        from tracer.analysis import findings
+        from djtrace.analysis import findings
 
         return {
             "schema": self.schema,

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
 
-from tracer.model import END, ERROR, PARENT, PHASE, START, Record, Trace
+from djtrace.model import END, ERROR, PARENT, PHASE, START, Record, Trace
 
 logger = logging.getLogger("djtrace")
 

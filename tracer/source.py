@@ -13,6 +13,7 @@ same calls is recognised without a walk (`user_source`'s recent hints).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import sysconfig
@@ -36,7 +37,9 @@ def _library_roots() -> tuple[str, ...]:
         path = sysconfig.get_paths().get(key)
         if path:
             roots.add(os.path.realpath(path))
-    for name in ("django", "asgiref", "tracer", "cli", "exporters", "jinja2", "psycopg", "redis"):
+    # djtrace's subpackages are folders of their own in a source checkout.
+    djtrace_parts = ("djtrace", "djtrace.cli", "djtrace.exporters", "djtrace.lab")
+    for name in ("django", "asgiref", *djtrace_parts, "jinja2", "psycopg", "redis"):
         module = sys.modules.get(name)
         if module is not None and getattr(module, "__file__", None):
             roots.add(os.path.dirname(os.path.realpath(module.__file__)))
@@ -45,9 +48,10 @@ def _library_roots() -> tuple[str, ...]:
 
 def _sample_site_root() -> str | None:
     # The bundled demo project is user code even when it is installed in site-packages.
-    here = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
-    path = os.path.join(here, "sample_site")
-    return path if os.path.isdir(path) else None
+    spec = importlib.util.find_spec("djtrace.sample_site")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.realpath(next(iter(spec.submodule_search_locations)))
 
 
 _roots: tuple[str, ...] | None = None

@@ -26,7 +26,7 @@ def _run_hidden_sitecustomize() -> None:
 
 def _arm() -> None:
     try:
-        from cli import autotrace
+        from djtrace.cli import autotrace
     except Exception as exc:
         print(
             f"djtrace: cannot trace {sys.executable} (pid {os.getpid()}): djtrace is not "

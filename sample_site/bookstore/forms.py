@@ -1,6 +1,5 @@
 from django import forms
-
-from sample_site.bookstore.models import Book
+from djtrace.sample_site.bookstore.models import Book
 
 
 class OrderForm(forms.Form):

@@ -12,7 +12,7 @@ book_viewed = Signal()
 
 
 def count_book_view(sender: Any, book: Any, **kwargs: Any) -> None:
-    from sample_site.bookstore.models import Book
+    from djtrace.sample_site.bookstore.models import Book
 
     # F() makes it a single atomic UPDATE, with no read-modify-write race.
     Book.objects.filter(pk=book.pk).update(views=F("views") + 1)

@@ -1,7 +1,6 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
-
-from sample_site.bookstore import views
+from djtrace.sample_site.bookstore import views
 
 urlpatterns = [
     path("", views.index, name="index"),

@@ -12,10 +12,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.response import TemplateResponse
 from django.views.generic import DetailView
-
-from sample_site.bookstore.forms import OrderForm
-from sample_site.bookstore.models import Book
-from sample_site.bookstore.signals import book_viewed
+from djtrace.sample_site.bookstore.forms import OrderForm
+from djtrace.sample_site.bookstore.models import Book
+from djtrace.sample_site.bookstore.signals import book_viewed
 
 COUNT_KEY = "bookstore:count"
 PAIR_KEYS = ("bookstore:first-title", "bookstore:last-title")

@@ -12,5 +12,5 @@ urlpatterns = [
     path("signals-async/", views.send_signals_async),
     path("secrets/", views.secrets),
     path("secrets/read/", views.read_secrets),
-    path("", include("sample_site.urls")),
+    path("", include("djtrace.sample_site.urls")),
 ]

@@ -41,5 +41,7 @@ def async_hello(request: HttpRequest) -> HttpResponse:
 urlpatterns += [
     path("missing-key/", missing_key),
     path("hello/", async_hello),
-    path("", include("sample_site.urls")),  # the sample pages, for templates that link to them
+    path(
+        "", include("djtrace.sample_site.urls")
+    ),  # the sample pages, for templates that link to them
 ]

@@ -21,11 +21,10 @@ from types import FunctionType, MethodType
 from typing import Any
 
 from django.core.cache import CacheHandler, caches
-
-from tracer.model import ATTRS, NAME, PHASE
-from tracer.patching import patch
-from tracer.recorder import async_span_scope, current, span_scope, tracer_failed
-from tracer.redact import REDACTED, is_sensitive
+from djtrace.model import ATTRS, NAME, PHASE
+from djtrace.patching import patch
+from djtrace.recorder import async_span_scope, current, span_scope, tracer_failed
+from djtrace.redact import REDACTED, is_sensitive
 
 #: Operation → what its arguments and result say: "get" (key, default → hit),
 #: "has" (key → hit), "getset" (key; a nested add means a miss), "key", "many" (keys or a

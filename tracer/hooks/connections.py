@@ -16,10 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-
-from tracer.model import END, START
-from tracer.patching import patch
-from tracer.recorder import State, current, open_span, span_scope, tracer_failed
+from djtrace.model import END, START
+from djtrace.patching import patch
+from djtrace.recorder import State, current, open_span, span_scope, tracer_failed
 
 
 def _pooled(db: BaseDatabaseWrapper) -> bool:

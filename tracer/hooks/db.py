@@ -12,13 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.backends.utils import CursorWrapper
-
-from tracer import redact
-from tracer.hooks.connections import note_reused
-from tracer.model import ATTRS, END, NAME
-from tracer.patching import patch
-from tracer.recorder import clock, config, current, mark_error, thread_id, tracer_failed
-from tracer.source import user_source
+from djtrace import redact
+from djtrace.hooks.connections import note_reused
+from djtrace.model import ATTRS, END, NAME
+from djtrace.patching import patch
+from djtrace.recorder import clock, config, current, mark_error, thread_id, tracer_failed
+from djtrace.source import user_source
 
 
 def query_attrs(

@@ -11,10 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.handlers import exception as exception_module
-
-from tracer.model import ERROR, Record
-from tracer.patching import patch
-from tracer.recorder import current, mark_error, span_scope
+from djtrace.model import ERROR, Record
+from djtrace.patching import patch
+from djtrace.recorder import current, mark_error, span_scope
 
 
 def _already_marked(records: list[Record], exc: BaseException) -> bool:

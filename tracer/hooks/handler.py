@@ -18,11 +18,10 @@ from typing import Any
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
-
-from tracer import body, redact
-from tracer.model import ATTRS, END, THREAD, Record, Trace, current_thread_name
-from tracer.patching import patch
-from tracer.recorder import (
+from djtrace import body, redact
+from djtrace.model import ATTRS, END, THREAD, Record, Trace, current_thread_name
+from djtrace.patching import patch
+from djtrace.recorder import (
     NOT_ERRORS,
     Collector,
     State,

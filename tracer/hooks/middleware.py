@@ -22,10 +22,9 @@ from asgiref.sync import iscoroutinefunction
 from django.core.handlers import base as handler_base
 from django.core.handlers import exception as exception_module
 from django.core.handlers.base import BaseHandler
-
-from tracer.model import END, INNER_END, INNER_START, PHASE, Record
-from tracer.patching import patch
-from tracer.recorder import (
+from djtrace.model import END, INNER_END, INNER_START, PHASE, Record
+from djtrace.patching import patch
+from djtrace.recorder import (
     NOT_ERRORS,
     State,
     async_span_scope,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tracer.model import PHASE
-from tracer.patching import patch
-from tracer.recorder import async_span_scope, current, span_scope
+from djtrace.model import PHASE
+from djtrace.patching import patch
+from djtrace.recorder import async_span_scope, current, span_scope
 
 ENGINES = ("db", "cache", "cached_db", "file", "signed_cookies")
 OPERATIONS = ("load", "save", "delete")

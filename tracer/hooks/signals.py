@@ -18,10 +18,9 @@ from typing import Any
 from django.core.signals import request_started
 from django.dispatch import Signal
 from django.dispatch.dispatcher import NO_RECEIVERS
-
-from tracer.model import ATTRS, PHASE
-from tracer.patching import patch
-from tracer.recorder import State, async_span_scope, current, enter, leave, tracer_failed
+from djtrace.model import ATTRS, PHASE
+from djtrace.patching import patch
+from djtrace.recorder import State, async_span_scope, current, enter, leave, tracer_failed
 
 UNNAMED = "signal"
 

@@ -11,10 +11,9 @@ from typing import Any
 
 from django.template.base import Template
 from django.template.response import SimpleTemplateResponse
-
-from tracer.model import END
-from tracer.patching import patch
-from tracer.recorder import (
+from djtrace.model import END
+from djtrace.patching import patch
+from djtrace.recorder import (
     NOT_ERRORS,
     State,
     clock,

@@ -20,10 +20,9 @@ from typing import Any
 from django.db import transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.transaction import Atomic
-
-from tracer.model import ATTRS, NAME, THREAD, Record, Trace
-from tracer.patching import patch
-from tracer.recorder import (
+from djtrace.model import ATTRS, NAME, THREAD, Record, Trace
+from djtrace.patching import patch
+from djtrace.recorder import (
     State,
     close_span,
     current,

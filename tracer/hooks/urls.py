@@ -9,10 +9,9 @@ from typing import Any
 
 from django.core.handlers.base import BaseHandler
 from django.urls import Resolver404, ResolverMatch
-
-from tracer.model import ATTRS, ERROR, NAME
-from tracer.patching import patch
-from tracer.recorder import current, enter, leave
+from djtrace.model import ATTRS, ERROR, NAME
+from djtrace.patching import patch
+from djtrace.recorder import current, enter, leave
 
 
 def _match_attrs(match: ResolverMatch, args: int, kwargs: list[str]) -> dict[str, Any]:

@@ -11,9 +11,8 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.core.handlers.base import BaseHandler
-
-from tracer.patching import patch
-from tracer.recorder import async_span_scope, current, enter, leave, tracer_failed
+from djtrace.patching import patch
+from djtrace.recorder import async_span_scope, current, enter, leave, tracer_failed
 
 
 @functools.lru_cache(maxsize=2048)

@@ -2,8 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 from django.db import connection
-
-from sample_site.seed import ensure_database
+from djtrace.sample_site.seed import ensure_database
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 """Installing and removing djtrace's hooks.
 
-`install()` is what adding "tracer" to INSTALLED_APPS does; it is idempotent. Hooks apply
+`install()` is what adding "djtrace" to INSTALLED_APPS does; it is idempotent. Hooks apply
 to handlers whose middleware is loaded after it (every handler Django builds after setup).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from tracer.patching import restore_all
+from djtrace.patching import restore_all
 
 _lock = threading.Lock()
 _installed = False
@@ -19,7 +19,7 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        from tracer.hooks import (
+        from djtrace.hooks import (
             cache,
             connections,
             db,
@@ -46,7 +46,7 @@ def uninstall() -> None:
     global _installed
     with _lock:
         restore_all()
-        from tracer.hooks import cache
+        from djtrace.hooks import cache
 
         cache.uninstall()  # per-instance wrappers are not in patching's list
         _installed = False
