@@ -36,6 +36,9 @@ MIDDLEWARE = [
     "djtrace.sample_site.middleware.request_id_middleware",
     "djtrace.sample_site.middleware.ServerTimingMiddleware",
 ]
+if os.environ.get("DJTRACE_SAMPLE_SYNC_MIDDLEWARE") == "1":
+    # Sync only: under ASGI every request hops to a thread for it (the lab shows the hops).
+    MIDDLEWARE.append("djtrace.sample_site.lab_middleware.SyncOnlyMiddleware")
 
 ROOT_URLCONF = "djtrace.sample_site.urls"
 WSGI_APPLICATION = "djtrace.sample_site.wsgi.application"
@@ -86,7 +89,16 @@ if _DB == "postgres":
         "CONN_MAX_AGE": _CONN_MAX_AGE,
     }
     if _pool:
-        _pg["OPTIONS"] = {"pool": True}
+        # A small pool shows checkout waits under load: DJTRACE_SAMPLE_PG_POOL_MAX=2.
+        _pool_options: dict[str, Any] = {}
+        if os.environ.get("DJTRACE_SAMPLE_PG_POOL_MAX"):
+            _pool_options["max_size"] = _int("DJTRACE_SAMPLE_PG_POOL_MAX", "4")
+            _pool_options["min_size"] = min(
+                _int("DJTRACE_SAMPLE_PG_POOL_MIN", "1"), _pool_options["max_size"]
+            )
+        if os.environ.get("DJTRACE_SAMPLE_PG_POOL_TIMEOUT"):
+            _pool_options["timeout"] = float(_int("DJTRACE_SAMPLE_PG_POOL_TIMEOUT", "30"))
+        _pg["OPTIONS"] = {"pool": _pool_options or True}
     DATABASES = {"default": _pg}
 else:
     DATABASES = {

@@ -1,6 +1,6 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
-from djtrace.sample_site.bookstore import views
+from djtrace.sample_site.bookstore import lab_views, views
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -20,4 +20,10 @@ urlpatterns = [
         "login/", auth_views.LoginView.as_view(template_name="bookstore/login.html"), name="login"
     ),
     path("form/", views.order_form, name="form"),
+    # The concurrency lab's pages (`djtrace load`): see lab_views.py.
+    path("lab/io/", lab_views.io_wait, name="lab-io"),
+    path("lab/cpu/", lab_views.cpu_bound, name="lab-cpu"),
+    path("lab/async-io/", lab_views.async_io, name="lab-async-io"),
+    path("lab/hold-db/", lab_views.hold_db, name="lab-hold-db"),
+    path("lab/stall-once/", lab_views.stall_once, name="lab-stall-once"),
 ]
