@@ -3,24 +3,53 @@
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import sys
-from typing import NoReturn
+from collections.abc import Iterable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any, NoReturn
 
 import typer
 from djtrace.cli.capture_cmd import capture
 from djtrace.cli.diff_cmd import diff
 from djtrace.cli.errors import CliError
+from djtrace.cli.prune_cmd import prune
 from djtrace.cli.replay_cmd import replay
 from djtrace.cli.request_cmd import request
 from djtrace.cli.store_cmds import export, import_traces, list_traces, show, stats
+from djtrace.cli.timeline_cmd import timeline
 from rich.console import Console
+from typer.core import TyperGroup
+
+
+def _flags_read_as_flags(params: Iterable[Any]) -> None:
+    """In --help, `--asgi` rather than `--asgi <bool>`: a flag takes no value."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class DjtraceGroup(TyperGroup):
+    """The command group; every command's flags (those registered later too) read as flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        _flags_read_as_flags(params)
+        return params
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _flags_read_as_flags(command.get_params(ctx))
+        return command
+
 
 app = typer.Typer(
     name="djtrace",
+    cls=DjtraceGroup,
     no_args_is_help=True,
     rich_markup_mode="rich",
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 app.command("request")(request)
@@ -33,22 +62,54 @@ app.command("diff")(diff)
 app.command("replay")(replay)
 app.command("export")(export)
 app.command("import")(import_traces)
+app.command("prune")(prune)
+app.command("timeline")(timeline)
+
+
+def version_line() -> str:
+    try:
+        ours = version("djtrace")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        ours = "unknown"
+    import django
+
+    return f"djtrace {ours} (Python {platform.python_version()}, Django {django.get_version()})"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_line())
+        raise typer.Exit()
 
 
 @app.callback()
-def djtrace() -> None:
+def djtrace(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Show djtrace's version (and Python's and Django's) and exit.",
+            callback=_show_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
     """Where did this Django request's time go? Trace every phase of the pipeline.
 
-    Start with [bold]djtrace request /books/[/] (the bundled sample_site) or
-    [bold]djtrace request /your/path/ --settings mysite.settings[/].
+    Start in your project's folder with [bold]djtrace request /your/path/[/] (its manage.py
+    says which settings), or try [bold]djtrace request /books/[/] anywhere else (the bundled
+    sample_site). Inside a project with "djtrace" in INSTALLED_APPS, [bold]python manage.py
+    djtrace …[/] offers the same commands.
     """
 
 
-def main() -> None:
+def main(args: Sequence[str] | None = None, prog_name: str = "djtrace") -> None:
+    """The command line (`args`: sys.argv[1:] by default); ends the process with its status."""
     # rich answers a closed pipe with SystemExit(1); a closed pipe is not a failure.
     Console.on_broken_pipe = lambda console: _output_closed()  # type: ignore[method-assign]
+    extra: dict[str, Any] = {} if args is None else {"args": list(args)}
     try:
-        app(prog_name="djtrace")
+        app(prog_name=prog_name, **extra)
     except CliError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.code)

@@ -1,30 +1,146 @@
-"""Getting the user's Django project (or the bundled sample_site) ready to trace."""
+"""Finding the user's Django project (or the bundled sample_site) and getting it ready to trace.
+
+The project is found the way a Django developer would run it: `--settings`, else
+DJANGO_SETTINGS_MODULE, else the `manage.py` in this folder or the nearest one above it
+(read, never run), else the bundled sample_site.
+"""
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
+from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 
 from djtrace.cli.errors import CliError, describe
 
 SAMPLE_SETTINGS = "djtrace.sample_site.settings"
+SETTINGS_VARIABLE = "DJANGO_SETTINGS_MODULE"
+#: How far up from the current folder a manage.py is looked for (git stops at the file
+#: system's root; djtrace also stops at a repository's root and at the home folder).
+MAX_LEVELS = 12
+#: Set by `python manage.py djtrace …`: that manage.py, which has set the project up.
+launched_by: Path | None = None
 
 
-def setup_django(settings: str | None = None, pythonpath: str | None = None) -> str:
-    """Configure Django like manage.py would, install djtrace's hooks; return the settings module.
+@dataclass(frozen=True)
+class Project:
+    """Which settings run, where they came from, and the folder put first on sys.path."""
 
-    Without --settings or DJANGO_SETTINGS_MODULE this is the bundled sample_site, whose
-    database is created and seeded on first use in the user's data directory.
-    """
+    settings: str
+    source: str  # "--settings", "DJANGO_SETTINGS_MODULE", "manage.py" or "sample_site"
+    root: Path | None = None  # manage.py's folder, or --pythonpath
+    note: str = ""  # why no project was found, when it is worth saying
+
+    def describe(self) -> str:
+        """The dim line saying which project ran."""
+        if self.source == "sample_site":
+            return (
+                "project: the bundled sample_site ("
+                + (self.note or "no manage.py here or above; --settings or cd to your project")
+                + ")"
+            )
+        where = f" in {self.root}" if self.root else ""
+        return f"project: {self.settings}{where} (from {self.source})"
+
+
+def settings_in_manage_py(path: Path) -> str | None:
+    """The settings module a manage.py sets, read without running it: the string literal in
+    `os.environ.setdefault("DJANGO_SETTINGS_MODULE", "…")` or `os.environ[…] = "…"`."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and len(node.args) == 2:
+            func = node.func
+            key, value = node.args
+            if isinstance(func, ast.Attribute) and func.attr == "setdefault":
+                found = _literal_pair(key, value)
+                if found:
+                    return found
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+            if isinstance(target, ast.Subscript):
+                found = _literal_pair(target.slice, node.value)
+                if found:
+                    return found
+    return None
+
+
+def _literal_pair(key: ast.AST, value: ast.AST) -> str | None:
+    if (
+        isinstance(key, ast.Constant)
+        and key.value == SETTINGS_VARIABLE
+        and isinstance(value, ast.Constant)
+        and isinstance(value.value, str)
+        and value.value
+    ):
+        return value.value
+    return None
+
+
+def find_manage_py(start: Path) -> tuple[Path | None, Path | None]:
+    """The nearest manage.py at or above `start` that names its settings; and the first
+    manage.py passed over because it does not (to say so), each None if there is none."""
+    home = Path.home().resolve()
+    skipped: Path | None = None
+    folder = start.resolve()
+    for _ in range(MAX_LEVELS):
+        candidate = folder / "manage.py"
+        if candidate.is_file():
+            if settings_in_manage_py(candidate):
+                return candidate, skipped
+            skipped = skipped or candidate
+        if folder == home or folder.parent == folder or (folder / ".git").exists():
+            break
+        folder = folder.parent
+    return None, skipped
+
+
+def find_project(
+    settings: str | None = None, pythonpath: str | None = None, cwd: Path | None = None
+) -> Project:
+    """Which project to run, without importing it."""
+    root: Path | None = None
     if pythonpath:
-        path = os.path.abspath(pythonpath)
-        if not os.path.isdir(path):
+        root = Path(pythonpath).expanduser().resolve()
+        if not root.is_dir():
             raise CliError(f"--pythonpath {pythonpath!r} is not a directory")
-        sys.path.insert(0, path)
-    elif os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python manage.py` would see the project
-    module = settings or os.environ.get("DJANGO_SETTINGS_MODULE") or SAMPLE_SETTINGS
+    if settings:
+        return Project(settings, "--settings", root)
+    if os.environ.get(SETTINGS_VARIABLE):
+        if launched_by is not None:
+            return Project(os.environ[SETTINGS_VARIABLE], "manage.py", launched_by.parent)
+        return Project(os.environ[SETTINGS_VARIABLE], SETTINGS_VARIABLE, root)
+    manage_py, skipped = find_manage_py(root or cwd or Path.cwd())
+    if manage_py is not None:
+        found = settings_in_manage_py(manage_py)
+        assert found is not None
+        return Project(found, "manage.py", root or manage_py.parent)
+    note = ""
+    if skipped is not None:
+        note = (
+            f"{skipped} does not set {SETTINGS_VARIABLE} to a plain string; "
+            "pass --settings for your project"
+        )
+    return Project(SAMPLE_SETTINGS, "sample_site", root, note)
+
+
+def setup_project(settings: str | None = None, pythonpath: str | None = None) -> Project:
+    """Configure Django like manage.py would and install djtrace's hooks.
+
+    The bundled sample_site's database is created and seeded on first use in the user's
+    data directory.
+    """
+    project = find_project(settings, pythonpath)
+    # As `python manage.py` sees the project: its folder first on the path.
+    first = str(project.root) if project.root else os.getcwd()
+    if first not in sys.path:
+        sys.path.insert(0, first)
+    module = project.settings
     try:
         import_module(module)
     except ModuleNotFoundError as exc:
@@ -34,15 +150,19 @@ def setup_django(settings: str | None = None, pythonpath: str | None = None) -> 
         raise CliError(
             f"settings module {module!r} failed to load: {type(exc).__name__}: {exc}"
         ) from None
-    os.environ["DJANGO_SETTINGS_MODULE"] = module
+    os.environ[SETTINGS_VARIABLE] = module
 
     import django
+    from django.apps import apps
     from django.core.exceptions import ImproperlyConfigured
 
-    try:
-        django.setup()
-    except (ImproperlyConfigured, ImportError, LookupError, RuntimeError) as exc:
-        raise CliError(f"Django setup failed for {module!r}: {type(exc).__name__}: {exc}") from None
+    if not apps.ready:  # under `python manage.py djtrace …` Django is set up already
+        try:
+            django.setup()
+        except (ImproperlyConfigured, ImportError, LookupError, RuntimeError) as exc:
+            raise CliError(
+                f"Django setup failed for {module!r}: {type(exc).__name__}: {exc}"
+            ) from None
 
     from djtrace import install
 
@@ -54,4 +174,9 @@ def setup_django(settings: str | None = None, pythonpath: str | None = None) -> 
             ensure_database()
         except Exception as exc:  # e.g. DJTRACE_SAMPLE_DB=postgres with no server running
             raise CliError(f"sample_site's database is not usable: {describe(exc)}") from None
-    return module
+    return project
+
+
+def setup_django(settings: str | None = None, pythonpath: str | None = None) -> str:
+    """`setup_project`, for callers that only need the settings module's name."""
+    return setup_project(settings, pythonpath).settings

@@ -6,9 +6,11 @@ its share of the request; similar siblings are already folded by `djtrace.analys
 
 from __future__ import annotations
 
+import os
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from djtrace import analysis
 from djtrace.analysis import Node
 from djtrace.cli.service_labels import SERVICE_PHASES, always_shown, service_label, service_summary
@@ -21,6 +23,31 @@ from rich.text import Text
 STRUCTURAL = ("request", "middleware", "url.resolve", "view", "response.", "exception")
 
 DEFAULT_HIDE_UNDER_MS = 0.1
+#: The width of a tree written to a pipe or a file: wide enough that no line is ever cut.
+UNCUT = 10_000
+
+WidthOption = Annotated[
+    int | None,
+    typer.Option(
+        "--width",
+        min=40,
+        metavar="COLUMNS",
+        help="Cut tree lines at this width (default: the terminal's; piped or redirected,"
+        " lines are kept whole).",
+        show_default=False,
+    ),
+]
+
+
+def tree_console(width: int | None = None, stderr: bool = False) -> Console:
+    """A console for trees: a terminal's width, COLUMNS if set, else (a pipe, a file, a CI
+    log) whole lines, since a cut SQL statement or view name is lost to a reader of the log."""
+    console = Console(stderr=stderr)
+    if width is not None:
+        console.width = width
+    elif not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = UNCUT
+    return console
 
 
 def ms(ns: int | float) -> str:

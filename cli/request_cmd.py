@@ -12,8 +12,15 @@ from djtrace import Trace
 from djtrace.cli import otlp_cli
 from djtrace.cli.errors import CliError
 from djtrace.cli.inprocess import HTTP_METHODS, RequestSpec, parse_header, run
-from djtrace.cli.project import setup_django
-from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, FIRST_RUN_NOTE, ms, render_trace
+from djtrace.cli.project import setup_project
+from djtrace.cli.render import (
+    DEFAULT_HIDE_UNDER_MS,
+    FIRST_RUN_NOTE,
+    WidthOption,
+    ms,
+    render_trace,
+    tree_console,
+)
 from rich.console import Console
 from rich.text import Text
 
@@ -27,7 +34,7 @@ class Format(str, Enum):
 EXAMPLES = """
 [bold]Examples[/]
 
-  djtrace request /books/                       [dim]# the bundled sample_site[/]
+  djtrace request /books/                       [dim]# this folder's project, or sample_site[/]
   djtrace request POST /form/ --data 'name=Ann&email=a@b.co&book=1&quantity=1&delivery=post'
   djtrace request /api/books/ -H 'Accept: application/json' --repeat 20
   djtrace request /login-required/ --user alice
@@ -37,6 +44,8 @@ EXAMPLES = """
   djtrace request /books/ --repeat 5 --format jsonl   [dim]# every run, one trace per line[/]
   djtrace request /books/ --otlp                [dim]# also to Jaeger (OTLP, :4318)[/]
   djtrace request /books/ --otlp --otlp-endpoint http://jaeger:4318
+  djtrace request /health/ --fail-on-error      [dim]# exit 1 on a 5xx: a CI gate[/]
+  djtrace request /books/ | less                [dim]# piped: whole lines (--width to cut)[/]
 """
 
 
@@ -89,7 +98,8 @@ def request(
         str | None,
         typer.Option(
             "--settings",
-            help="Settings module (default: DJANGO_SETTINGS_MODULE, else the bundled sample_site).",
+            help="Settings module (default: DJANGO_SETTINGS_MODULE, else the manage.py in this"
+            " folder or above, else the bundled sample_site).",
         ),
     ] = None,
     pythonpath: Annotated[
@@ -150,6 +160,13 @@ def request(
             help="Hide detail spans faster than this (ms); pipeline phases always show.",
         ),
     ] = DEFAULT_HIDE_UNDER_MS,
+    fail_on_error: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-error", help="Exit 1 if a run answered 5xx (after showing it): a CI gate."
+        ),
+    ] = False,
+    width: WidthOption = None,
     otlp: otlp_cli.OtlpFlag = False,
     otlp_endpoint: otlp_cli.EndpointOption = None,
     otlp_protocol: otlp_cli.ProtocolOption = None,
@@ -162,18 +179,20 @@ def request(
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", content_type))
     otlp_cli.check_options(otlp, otlp_endpoint, otlp_protocol, service_name)
-    setup_django(settings, pythonpath)
+    project = setup_project(settings, pythonpath)
     exporting = otlp_cli.prepare(otlp_endpoint, otlp_protocol) if otlp else None
     spec = RequestSpec(method, path, headers, body, user, host, enforce_csrf, asgi)
     traces = [run(spec) for _ in range(repeat)]
     shown = sorted(traces, key=lambda t: t.duration)[(len(traces) - 1) // 2]  # median_low
+    # On stderr: stdout stays the tree or the JSON alone, and a terminal still shows it.
+    Console(stderr=True, highlight=False).print(project.describe(), style="dim", soft_wrap=True)
     if fmt is Format.json:
         typer.echo(json.dumps(shown.to_dict(), indent=2))
     elif fmt is Format.jsonl:
         for one in traces:
             typer.echo(json.dumps(one.to_dict(), separators=(",", ":")))
     else:
-        console = Console()
+        console = tree_console(width)
         console.print(render_trace(shown, hide_under_ms=hide_under))
         if repeat > 1:
             console.print(_spread(traces))
@@ -181,6 +200,16 @@ def request(
             console.print(FIRST_RUN_NOTE, style="dim")
     if exporting is not None:
         otlp_cli.send(exporting, traces, service_name)
+    if fail_on_error:
+        _fail_on_server_errors(traces)
+
+
+def _fail_on_server_errors(traces: list[Trace]) -> None:
+    failed = [t for t in traces if (t.request.get("status") or 0) >= 500]
+    if failed:
+        status = failed[0].request.get("status")
+        runs = f"{len(failed)} of {len(traces)} runs" if len(traces) > 1 else "the request"
+        raise CliError(f"{runs} answered {status} (--fail-on-error)", code=1)
 
 
 request.__doc__ = (request.__doc__ or "") + "\n\n" + EXAMPLES

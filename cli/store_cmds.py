@@ -29,6 +29,7 @@ from djtrace.cli.store_access import (
     warn,
     with_store,
 )
+from djtrace.cli.store_json import echo_json, route_dict, summary_dict
 from djtrace.cli.table_fit import Col, fit
 from djtrace.exporters import jsonl
 from djtrace.exporters.formats import FORMATS
@@ -49,6 +50,20 @@ class Sort(str, Enum):
 class Format(str, Enum):
     tree = "tree"
     json = "json"
+
+
+class TableFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+TableFormatOption = Annotated[
+    TableFormat,
+    typer.Option(
+        "--format",
+        help="table (rich) or json (an array of objects, for scripts: times in ms).",
+    ),
+]
 
 
 def _lost(store: TraceStore) -> None:
@@ -93,6 +108,7 @@ LIST_EXAMPLES = """
   djtrace list --sort duration --limit 10        [dim]# the 10 slowest[/]
   djtrace list --path '/books/*' --status 5xx --since 10m
   djtrace list --slower-than 200 --method POST --pid 4521
+  djtrace list --format json | jq -r '.[].id'    [dim]# for scripts[/]
 """
 
 
@@ -108,6 +124,7 @@ def list_traces(
         Sort.time
     ),
     limit: Annotated[int, typer.Option("--limit", min=1, help="Show at most N traces.")] = 50,
+    fmt: TableFormatOption = TableFormat.table,
 ) -> None:
     """List the captured requests in the trace store, newest first."""
     filters = make_filters(path, status, method, slower_than, since, pid)
@@ -115,6 +132,10 @@ def list_traces(
     (rows, total), opened = with_store(
         file, lambda s: (s.summaries(filters, sort.value, limit), s.count(filters))
     )
+    if fmt is TableFormat.json:
+        echo_json([summary_dict(row) for row in rows])
+        _lost(opened)
+        return
     console = Console(highlight=False)
     if not rows:
         console.print(Text(no_match(file, filters), "dim"), soft_wrap=True)
@@ -246,6 +267,7 @@ STATS_EXAMPLES = """
   djtrace stats
   djtrace stats --since 1h --path '/api/*'
   djtrace stats --sort count
+  djtrace stats --format json | jq '.[] | {route, p95_ms}'
 """
 
 #: Phase column headings, short so more of them fit; the abbreviations shown are explained.
@@ -310,6 +332,7 @@ def stats(
     sort: Annotated[StatsSort, typer.Option("--sort", help="Order of the routes.")] = (
         StatsSort.p95
     ),
+    fmt: TableFormatOption = TableFormat.table,
 ) -> None:
     """Per route: how many requests, p50/p95/p99, mean queries, and the p95 of each phase kind.
 
@@ -321,7 +344,10 @@ def stats(
     rows, opened = with_store(file, lambda s: s.phase_rows(filters))
     console = Console(highlight=False)
     if not rows:
-        console.print(Text(no_match(file, filters), "dim"), soft_wrap=True)
+        if fmt is TableFormat.json:
+            echo_json([])
+        else:
+            console.print(Text(no_match(file, filters), "dim"), soft_wrap=True)
         _lost(opened)
         return
     routes = aggregate.by_route(rows)
@@ -332,6 +358,11 @@ def stats(
         StatsSort.queries: lambda r: -r.mean_queries,
     }[sort]
     routes.sort(key=key)
+    if fmt is TableFormat.json:
+        names = aggregate.phase_names(routes)
+        echo_json([route_dict(r, names) for r in routes])
+        _lost(opened)
+        return
     base = [
         Col("route", [f"{r.method} {r.route}" for r in routes], text=True, min_width=_ROUTE_MIN),
         Col("n", [str(r.count) for r in routes]),

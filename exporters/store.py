@@ -32,6 +32,7 @@ DEFAULT_PATH = Path(".djtrace") / "traces.sqlite3"
 DEFAULT_MAX_TRACES = 10_000
 BUSY_TIMEOUT_S = 30.0
 
+_INT64_MAX = 2**63 - 1  # SQLite's INTEGER
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 
@@ -126,10 +127,21 @@ def default_path() -> Path:
 
 
 def default_max_traces() -> int:
-    try:
-        return max(1, int(os.environ.get("DJTRACE_STORE_MAX", DEFAULT_MAX_TRACES)))
-    except ValueError:
+    """$DJTRACE_STORE_MAX, else 10,000; StoreError if it is set to something else than a
+    whole number of traces (a typo must not silently keep the default)."""
+    text = os.environ.get("DJTRACE_STORE_MAX", "").strip()
+    if not text:
         return DEFAULT_MAX_TRACES
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        value = 0
+    if not 1 <= value <= _INT64_MAX:
+        raise StoreError(
+            f"DJTRACE_STORE_MAX={text[:40]!r}: expected how many traces the store keeps, "
+            f"a whole number of at least 1 (default {DEFAULT_MAX_TRACES})"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -418,6 +430,32 @@ class TraceStore:
     def add(self, traces: Sequence[Trace], max_traces: int | None = None) -> int:
         return self.add_rows([row_for(t) for t in traces], max_traces)
 
+    def prune(self, before: int | None = None, keep: int | None = None) -> int:
+        """Delete traces started before `before` (epoch ns) and all but the newest `keep`;
+        return how many went."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                start = conn.total_changes
+                if before is not None:
+                    conn.execute("DELETE FROM traces WHERE started_at < ?", (before,))
+                if keep is not None:
+                    conn.execute(
+                        "DELETE FROM traces WHERE seq NOT IN (SELECT seq FROM traces "
+                        "ORDER BY started_at DESC, seq DESC LIMIT ?)",
+                        (keep,),
+                    )
+                removed = conn.total_changes - start
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            raise _classify(exc, self.path, "cannot write to") from None
+        return removed
+
     def count_dropped(self, n: int) -> None:
         """Add `n` to the store's count of traces dropped on a full queue."""
         try:
@@ -628,6 +666,10 @@ def _create_file(path: Path) -> None:
             parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {parent} for the trace store: {exc}") from None
+        if parent.name == DEFAULT_PATH.parent.name:
+            # Traces hold paths, SQL and headers: never committed by accident (like .venv/).
+            with contextlib.suppress(OSError):
+                (parent / ".gitignore").write_text("# created by djtrace\n*\n")
     if path.exists():
         return
     try:
