@@ -6,12 +6,17 @@ file") and chrome://tracing open: a timeline with one track per thread.
         {"ph": "M", "name": "thread_name", "pid", "tid", "args": {"name"}},
         {"ph": "X", "name", "cat", "ts" µs, "dur" µs, "pid", "tid", "args"},  # a span
         {"ph": "i", "s": "t", "name", "ts", "pid", "tid", "args"},           # a finding
+        {"ph": "b"/"e", "cat": "waiting", "id", "ts", "pid", "name"},        # before Django
      ], "displayTimeUnit": "ms"}
 
 Times are microseconds (fractional, so nanoseconds survive) from the earliest trace's
 start. Each process is a pid and each thread a track; spans of requests that overlapped on
 one thread (async views on one event loop) go to extra tracks, "MainThread (2)", because a
 track draws properly nested spans only.
+
+A request the load lab sent (its trace carries `request["load"]["sent_ns"]`) also gets
+an async slice "waiting before Django" from its send time to the handler's start, on the
+process's async track: it waited before any thread of the process ran it.
 """
 
 from __future__ import annotations
@@ -75,13 +80,31 @@ def _args(span: OtelSpan, trace: Trace) -> dict[str, Any]:
     return args
 
 
+def _sent_ns(trace: Trace) -> int | None:
+    """When the load lab sent the request (its load tag), if it did."""
+    load = trace.request.get("load")
+    sent = load.get("sent_ns") if isinstance(load, dict) else None
+    return sent if isinstance(sent, int) else None
+
+
+def _waiting(trace: Trace, pid: int, start: float, end: float) -> list[dict[str, Any]]:
+    request = trace.request
+    common = {"cat": "waiting", "id": trace.id, "pid": pid, "tid": 0}
+    label = f"waiting before Django: {request.get('method', '')} {request.get('path', '')}"
+    args = {"djtrace.trace_id": trace.id, "load": request.get("load")}
+    return [
+        {**common, "name": label, "ph": "b", "ts": start, "args": args},
+        {**common, "name": label, "ph": "e", "ts": end},
+    ]
+
+
 def to_chrome(traces: Iterable[Trace]) -> dict[str, Any]:
     """The trace-event document for `traces`."""
     traces = sorted(traces, key=lambda t: t.started_at)
     events: list[dict[str, Any]] = []
     if not traces:
         return {"traceEvents": events, "displayTimeUnit": "ms"}
-    epoch = traces[0].started_at
+    epoch = min(min(_sent_ns(t) or t.started_at for t in traces), traces[0].started_at)
     tracks = _Tracks()
     processes: dict[int, str] = {}
     for trace in traces:
@@ -90,6 +113,9 @@ def to_chrome(traces: Iterable[Trace]) -> dict[str, Any]:
         processes.setdefault(pid, f"{trace.where.get('server') or 'django'} (pid {pid})")
         spans = to_otel(trace)
         names = _thread_names(trace)
+        sent = _sent_ns(trace)
+        if sent is not None and sent < trace.started_at:
+            events.extend(_waiting(trace, pid, _us(sent - epoch), _us(trace.started_at - epoch)))
         # One track (lane) per thread for this whole trace, so its spans nest on it.
         extent: dict[int, tuple[int, int]] = {}
         for span in spans:
