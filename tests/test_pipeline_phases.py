@@ -97,7 +97,8 @@ def test_class_based_view_is_named_by_class_and_handler_method():
     tr, _ = get("/books/2/")
     view = one(tr, "view")
     assert view.name == "djtrace.sample_site.bookstore.views.BookDetailView"
-    assert view.attrs == {"class_based": True, "handler": "get"}
+    assert view.attrs.items() >= {"class_based": True, "handler": "get"}.items()
+    assert view.attrs["cpu_ns"] > 0
 
 
 def test_queries_nest_under_the_view_with_their_source_line():

@@ -129,6 +129,8 @@ class Trace:
         "tracer_errors",
         "closed",
         "_t0",
+        "_cpu0",
+        "_hop_cpu",
         "_connections",
         "__weakref__",
     )
@@ -154,12 +156,22 @@ class Trace:
         self.tracer_errors = 0
         self.closed = False
         self._t0 = time.perf_counter_ns()
+        # The root thread's CPU clock at the start (-1: not read), and the CPU its
+        # sync_to_async hops spent on their threads (the root's cpu_ns under ASGI).
+        self._cpu0 = -1
+        self._hop_cpu = 0
         # Database aliases whose connection this trace has accounted for (tracer.hooks.connections).
         self._connections: set[str] = set()
 
     def __repr__(self) -> str:
         label = f"{self.request.get('method', '')} {self.request.get('path', '')}".strip()
         return f"<Trace {self.id} {label or 'inline'} {self.duration / 1e6:.3f}ms>"
+
+    @property
+    def start_ns(self) -> int:
+        """Wall-clock start, ns since the epoch (`started_at`): read as the handler is entered,
+        so a load request's time before Django is `start_ns - request["load"]["sent_ns"]`."""
+        return self.started_at
 
     @property
     def spans(self) -> list[Span]:

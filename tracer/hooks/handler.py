@@ -1,9 +1,17 @@
 """The request root and the response phase.
 
-A trace starts in `BaseHandler.get_response[_async]` (shared by WSGIHandler, ASGIHandler
-and the test clients) and ends when the response is closed: under WSGI the server streams
-the body after the handler has returned, so the body iteration and `close()` (with the
-request_finished receivers) are phases of the same trace.
+A trace starts as the server hands the request to Django: when `WSGIHandler.__call__` or
+`ASGIHandler.__call__` is entered, so the handler's setup, the `request_started` receivers
+and, under ASGI, the body read (`request.body`) are inside the root. `BaseHandler.
+get_response[_async]` then fills in what the request says (path, headers, route…); a
+handler that starts there (the test clients') begins its trace there. A trace ends when
+the response is closed: under WSGI the server streams the body after the handler has
+returned, so the body iteration and `close()` (with the request_finished receivers) are
+phases of the same trace.
+
+With `config.sample_rate` below 1 (capture --sample), a request not drawn gets a light
+trace: its root only (`sampled: false`), with no State in the context, so every other hook
+stays idle for it.
 """
 
 from __future__ import annotations
@@ -13,41 +21,79 @@ import os
 import sys
 import weakref
 from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
+from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
-from djtrace import body, redact
-from djtrace.model import ATTRS, END, THREAD, Record, Trace, current_thread_name
+from djtrace import body, loadtag, redact
+from djtrace.model import (
+    ATTRS,
+    END,
+    NAME,
+    PHASE,
+    THREAD,
+    Record,
+    Trace,
+    _ids,
+    current_thread_name,
+)
 from djtrace.patching import patch
 from djtrace.recorder import (
     NOT_ERRORS,
     Collector,
     State,
+    async_span_scope,
     begin_trace,
+    clock,
     close_span,
     config,
     current,
     finish_trace,
     mark_error,
     open_span,
+    thread_id,
     tracer_failed,
 )
+
+
+class _Entered:
+    """A trace begun as the handler was entered, until get_response adopts it."""
+
+    __slots__ = ("trace", "root", "collector", "light", "adopted")
+
+    def __init__(self, trace: Trace, root: Record, collector: Collector | None, light: bool):
+        self.trace = trace
+        self.root = root
+        self.collector = collector
+        self.light = light  # sampled out: the root only, no State in the context
+        self.adopted = False
+
+
+# Read once per request by get_response, only while recording: never by the other hooks.
+_entered: ContextVar[_Entered | None] = ContextVar("djtrace_entered", default=None)
 
 
 class _Open:
     """A response whose trace is still open (body not yet sent, not yet closed)."""
 
-    __slots__ = ("trace", "root", "collector", "streaming", "body", "response")
+    __slots__ = ("trace", "root", "collector", "streaming", "body", "response", "light")
 
     def __init__(
-        self, trace: Trace, root: Record, collector: Collector | None, response: Any
+        self,
+        trace: Trace,
+        root: Record,
+        collector: Collector | None,
+        response: Any,
+        light: bool = False,
     ) -> None:
         self.trace = trace
         self.root = root
         self.collector = collector
-        self.streaming = False
+        self.light = light
+        self.streaming = light  # a light trace does not time the body
         self.body: Record | None = None  # the response.stream span, once sending began
         key = id(response)
         # Held weakly, and its entry dropped if it dies unclosed (a RequestFactory call).
@@ -89,6 +135,12 @@ def _request_info(request: Any) -> dict[str, Any]:
     }
     if config.capture_body:  # off unless asked for (djtrace capture --capture-body)
         info.update(body.capture(request, config.capture_body))
+    tag = meta.get(loadtag.META_KEY)
+    if tag is not None:  # a `djtrace load` request: its tag, not the raw header
+        info["headers"].pop(loadtag.HEADER_KEY, None)
+        load = loadtag.parse(str(tag))
+        if load is not None:
+            info["load"] = load
     return info
 
 
@@ -97,6 +149,7 @@ def _where(request: Any, mode: str) -> dict[str, Any]:
     where = {
         "pid": os.getpid(),
         "thread": current_thread_name(),
+        "thread_id": thread_id(),
         "server": server,
         "mode": mode,
         "settings": _settings[0] if _settings else _settings_module(),
@@ -145,24 +198,76 @@ def _note_otel_parent(where: dict[str, Any]) -> None:
         tracer_failed(None, "otel parent")
 
 
-def _start(request: Any, mode: str) -> tuple[Trace, Record, Collector | None, Any] | None:
-    state = current.get()
-    if state is None and not config.record_all:
-        return None
+def _enter_handler(
+    state: State | None, method: str, path: str, mode: str, tag: str | bytes | None
+) -> _Entered | None:
+    """Begin the trace of a request the server just handed to Django (method and path are
+    the server's; get_response fills in the rest)."""
     collector = state.collector if state is not None else None
     try:
-        trace, root = begin_trace(_request_info(request), _where(request, mode), collector)
-        return trace, root, collector, current.set(State(trace, root, collector, root[THREAD]))
+        # Sampling applies to capture's record-everything mode only, never inside trace().
+        light = (
+            state is None
+            and config.sample_rate < 1.0
+            and not loadtag.wants_full(tag)
+            and _ids.random() >= config.sample_rate
+        )
+        trace, root = begin_trace(
+            {"method": method, "path": path},
+            {},
+            collector,
+            cpu=mode == "sync",
+            attrs={"sampled": False} if light else None,
+        )
+        return _Entered(trace, root, collector, light)
     except Exception:
         tracer_failed(None, "request start")
         return None
 
 
-def _handed_back(trace: Trace, root: Record, collector: Collector | None, response: Any) -> None:
+def _adopt(entered: _Entered, request: Any, mode: str) -> None:
+    """get_response has the request: the trace begun at the handler's entry gets its details."""
+    trace = entered.trace
+    entered.adopted = True
+    try:
+        info = _request_info(request)
+        trace.request.update(info)
+        trace.where.update(_where(request, mode))
+        entered.root[NAME] = f"{info['method']} {info['path']}"
+    except Exception:
+        tracer_failed(trace, "request start")
+
+
+def _start(request: Any, mode: str) -> tuple[Trace, Record, Collector | None, Any, bool] | None:
+    """The request's trace: the one begun at the handler's entry, or a new one (the test
+    clients' handlers enter get_response directly). Its last item: a light trace."""
+    state = current.get()
+    if state is None and not config.record_all:
+        return None
+    entered = _entered.get()
+    if entered is not None and not entered.adopted:
+        _adopt(entered, request, mode)
+        # The handler's State stays the current one (no token): the handler resets it.
+        return entered.trace, entered.root, entered.collector, None, entered.light
+    collector = state.collector if state is not None else None
+    try:
+        trace, root = begin_trace(
+            _request_info(request), _where(request, mode), collector, cpu=mode == "sync"
+        )
+        token = current.set(State(trace, root, collector, root[THREAD]))
+        return trace, root, collector, token, False
+    except Exception:
+        tracer_failed(None, "request start")
+        return None
+
+
+def _handed_back(
+    trace: Trace, root: Record, collector: Collector | None, response: Any, light: bool
+) -> None:
     """The handler returned: note the status and wait for the response to be closed."""
     try:
         trace.request["status"] = response.status_code
-        _open[id(response)] = _Open(trace, root, collector, response)
+        _open[id(response)] = _Open(trace, root, collector, response, light)
     except Exception:
         tracer_failed(trace, "response")
         finish_trace(trace, root, collector)
@@ -173,15 +278,17 @@ def _get_response(original: Any) -> Any:
         started = _start(request, "sync")
         if started is None:
             return original(self, request)
-        trace, root, collector, token = started
+        trace, root, collector, token, light = started
         try:
             response = original(self, request)
         except BaseException:
-            current.reset(token)
+            if token is not None:
+                current.reset(token)
             finish_trace(trace, root, collector)
             raise
-        current.reset(token)
-        _handed_back(trace, root, collector, response)
+        if token is not None:
+            current.reset(token)
+        _handed_back(trace, root, collector, response, light)
         return response
 
     return get_response
@@ -192,18 +299,115 @@ def _get_response_async(original: Any) -> Any:
         started = _start(request, "async")
         if started is None:
             return await original(self, request)
-        trace, root, collector, token = started
+        trace, root, collector, token, light = started
         try:
             response = await original(self, request)
         except BaseException:
-            current.reset(token)
+            if token is not None:
+                current.reset(token)
             finish_trace(trace, root, collector)
             raise
-        current.reset(token)
-        _handed_back(trace, root, collector, response)
+        if token is not None:
+            current.reset(token)
+        _handed_back(trace, root, collector, response, light)
         return response
 
     return get_response_async
+
+
+def _wsgi_call(original: Any) -> Any:
+    def __call__(self: WSGIHandler, environ: dict[str, Any], start_response: Any) -> Any:
+        state = current.get()
+        if state is None and not config.record_all:
+            return original(self, environ, start_response)
+        entered = _enter_handler(
+            state,
+            environ.get("REQUEST_METHOD", ""),
+            environ.get("PATH_INFO", ""),
+            "sync",
+            environ.get(loadtag.META_KEY),
+        )
+        if entered is None:
+            return original(self, environ, start_response)
+        trace, root = entered.trace, entered.root
+        mark = _entered.set(entered)
+        token = (
+            None
+            if entered.light
+            else current.set(State(trace, root, entered.collector, root[THREAD]))
+        )
+        try:
+            response = original(self, environ, start_response)
+        except BaseException as exc:
+            mark_error(root, exc)
+            finish_trace(trace, root, entered.collector)
+            raise
+        finally:
+            if token is not None:
+                current.reset(token)
+            _entered.reset(mark)
+        if not entered.adopted:  # the request never reached get_response
+            finish_trace(trace, root, entered.collector)
+        return response
+
+    return __call__
+
+
+def _asgi_tag(scope: dict[str, Any]) -> bytes | None:
+    for name, value in scope.get("headers") or ():
+        if name == loadtag.ASGI_KEY:
+            return value
+    return None
+
+
+def _asgi_call(original: Any) -> Any:
+    async def __call__(self: ASGIHandler, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        state = current.get()
+        if (state is None and not config.record_all) or scope.get("type") != "http":
+            return await original(self, scope, receive, send)
+        sampling = state is None and config.sample_rate < 1.0
+        entered = _enter_handler(
+            state,
+            scope.get("method", ""),
+            scope.get("path", ""),
+            "async",
+            _asgi_tag(scope) if sampling else None,
+        )
+        if entered is None:
+            return await original(self, scope, receive, send)
+        trace, root = entered.trace, entered.root
+        mark = _entered.set(entered)
+        token = (
+            None
+            if entered.light
+            else current.set(State(trace, root, entered.collector, root[THREAD]))
+        )
+        try:
+            return await original(self, scope, receive, send)
+        except BaseException as exc:
+            if not isinstance(exc, NOT_ERRORS):
+                mark_error(root, exc)
+            raise
+        finally:
+            if token is not None:
+                current.reset(token)
+            _entered.reset(mark)
+            # The handler closed the response before returning, unless the request was
+            # aborted or cancelled: then the trace ends here, where Django let go of it.
+            finish_trace(trace, root, entered.collector)
+
+    return __call__
+
+
+def _read_body(original: Any) -> Any:
+    async def read_body(self: ASGIHandler, receive: Any) -> Any:
+        state = current.get()
+        if state is None:
+            return await original(self, receive)
+        with async_span_scope(state, "request.body", "body"):
+            return await original(self, receive)
+
+    return read_body
 
 
 def _core(original: Any) -> Any:
@@ -234,7 +438,13 @@ def _close(original: Any) -> Any:
         if entry is None:
             return original(self)
         trace, root, collector = entry.trace, entry.root, entry.collector
+        if entry.light:
+            try:
+                return original(self)
+            finally:
+                finish_trace(trace, root, collector)
         _end_body(entry)
+        hop = _enclosing_hop(trace)
         try:
             span = open_span(trace, root, "response.close", "close")
         except Exception:
@@ -253,9 +463,18 @@ def _close(original: Any) -> Any:
             if span is not None:
                 close_span(span)
             current.reset(token)
+            if hop is not None and not hop[END]:
+                hop[END] = clock()  # the hop ends with the trace, not after it
             finish_trace(trace, root, collector)
 
     return close
+
+
+def _enclosing_hop(trace: Trace) -> Record | None:
+    """The sync_to_async hop close() runs in (ASGI closes the response through one)."""
+    state = current.get()
+    span = state.span if state is not None and state.trace is trace else None
+    return span if span is not None and span[PHASE] == "async.hop" else None
 
 
 def _streamed(entry: _Open, chunks: Iterator[Any], runs_code: bool) -> Iterator[Any]:
@@ -369,6 +588,9 @@ def _send_response(original: Any) -> Any:
 
 
 def install() -> None:
+    patch(WSGIHandler, "__call__", _wsgi_call)
+    patch(ASGIHandler, "__call__", _asgi_call)
+    patch(ASGIHandler, "read_body", _read_body)
     patch(BaseHandler, "get_response", _get_response)
     patch(BaseHandler, "get_response_async", _get_response_async)
     patch(BaseHandler, "_get_response", _core)

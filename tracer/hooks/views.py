@@ -11,8 +11,9 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction
 from django.core.handlers.base import BaseHandler
+from djtrace.model import ATTRS, Record
 from djtrace.patching import patch
-from djtrace.recorder import async_span_scope, current, enter, leave, tracer_failed
+from djtrace.recorder import async_span_scope, cpu_clock, current, enter, leave, tracer_failed
 
 
 @functools.lru_cache(maxsize=2048)
@@ -34,6 +35,17 @@ def _attrs(view_class: type | None, request: Any) -> dict[str, Any] | None:
         else "http_method_not_allowed"
     )
     return {"class_based": True, "handler": handler}
+
+
+def _note_cpu(span: Record, cpu: int) -> None:
+    """A sync view's `cpu_ns`: its thread's CPU time while it ran (wall less this is time
+    off the CPU: waiting on I/O or for the GIL). An async view's is not knowable cheaply:
+    the loop's thread runs other requests' tasks while it awaits."""
+    attrs = span[ATTRS]
+    if attrs is None:
+        span[ATTRS] = {"cpu_ns": cpu}
+    else:
+        attrs["cpu_ns"] = cpu
 
 
 def _make_view_atomic(original: Any) -> Any:
@@ -84,12 +96,15 @@ def _wrapper(wrapped: Any, view: Any) -> Any:
         if state is None:
             return wrapped(request, *args, **kwargs)
         span = enter(state, "view", name, _attrs(view_class, request))
+        cpu = cpu_clock()
         try:
             response = wrapped(request, *args, **kwargs)
         except BaseException as exc:
             leave(state, span, exc)
             raise
         leave(state, span)
+        if span is not None:
+            _note_cpu(span, cpu_clock() - cpu)
         return response
 
     return sync_view
