@@ -137,7 +137,7 @@ def heading(timeline: Timeline, what: str = "") -> Text:
     count = sum(len(lane.bars) for lane in lanes)
     text = Text.assemble(
         ("timeline", "bold"),
-        f" · {ms(timeline.end - timeline.start)} from {_clock(timeline.start)}",
+        f" · {_offset(timeline.end - timeline.start)} from {_clock(timeline.start)}",
         f" · {plural(count, 'request')}",
         f" · {plural(len(lanes), 'lane')}, {plural(timeline.processes, 'process', 'processes')}",
     )

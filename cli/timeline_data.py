@@ -13,6 +13,7 @@ from pathlib import Path
 from djtrace.cli.errors import CliError
 from djtrace.cli.store_access import open_store, parse_since
 from djtrace.exporters.store import Filters, TraceStore
+from djtrace.lab.tag import tag_of
 from djtrace.model import SchemaError, Trace
 
 #: Without --since/--until/--run: this much of the newest traffic.
@@ -83,18 +84,15 @@ def _where(selection: Selection) -> tuple[str, list[object]]:
         params.append(selection.until)
     if selection.run is not None:
         clauses.append("instr(data, ?) > 0")  # narrowed in SQL, checked exactly once decoded
-        params.append(json.dumps({"run": selection.run}, separators=(",", ":"))[1:-1])
-    elif selection.stage is not None:
-        clauses.append("instr(data, ?) > 0")
-        params.append('"load":{')
+        params.append(selection.run)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def _matches(trace: Trace, selection: Selection) -> bool:
     if selection.run is None and selection.stage is None:
         return True
-    load = trace.request.get("load")
-    if not isinstance(load, dict):
+    load = tag_of(trace.request)
+    if load is None:
         return False
     if selection.run is not None and load.get("run") != selection.run:
         return False
@@ -108,9 +106,8 @@ def _latest_run(conn: sqlite3.Connection) -> str | None:
     ).fetchone()
     if not row:
         return None
-    load = (json.loads(row[0]).get("request") or {}).get("load") or {}
-    run = load.get("run")
-    return run if isinstance(run, str) else None
+    load = tag_of(json.loads(row[0]).get("request") or {})
+    return load["run"] if load is not None else None
 
 
 def read_window(store_file: Path, selection: Selection, limit: int = DEFAULT_LIMIT) -> Window:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from djtrace.aggregate import percentile
+from djtrace.lab.tag import tag_of
 from djtrace.model import Span, Trace
 
 #: Timeline phases in pipeline order: key → label. The renderers give each a colour.
@@ -164,10 +165,8 @@ def lane_key(trace: Trace) -> LaneKey:
 
 
 def _load_tag(trace: Trace) -> dict[str, Any] | None:
-    load = trace.request.get("load")
-    if isinstance(load, dict) and isinstance(load.get("sent_ns"), int):
-        return load
-    return None
+    load = tag_of(trace.request)
+    return dict(load) if load is not None and isinstance(load.get("sent_ns"), int) else None
 
 
 def _paint(
