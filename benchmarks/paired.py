@@ -47,7 +47,7 @@ def _leave_out(name: str) -> None:
     if name == "source":
         from djtrace.hooks import db
 
-        db.user_source = lambda scope, depth=2: None  # type: ignore[assignment]
+        db.user_source = lambda depth=2: None  # type: ignore[assignment]
     else:
         importlib.import_module(f"djtrace.hooks.{name}").install = lambda: None  # type: ignore[attr-defined]
     if name == "connections":  # the SQL hook notices reused connections on its behalf

@@ -139,11 +139,16 @@ def test_templates_nest_extends_parents_and_includes():
     assert inside_base[-1] == "_footer.html"
 
 
-def test_jinja2_templates_are_traced_with_their_engine():
+def test_jinja2_templates_nest_extends_parents_and_includes_as_django_does():
     tr, response = get("/jinja/")
     assert response.status_code == 200
     jinja = [s for s in only(tr, "template") if s.attrs.get("engine") == "jinja2"]
-    assert [s.name for s in jinja] == ["bookstore/books.jinja"]
+    assert jinja[0].name == "bookstore/books.jinja"
+    (base,) = children(tr, jinja[0])
+    assert base.name == "bookstore/base.jinja"
+    items = children(tr, base)
+    assert [s.name for s in items] == ["bookstore/_book_item.jinja"] * 20
+    assert len(jinja) == 22
 
 
 def test_template_response_is_rendered_in_the_response_render_phase():

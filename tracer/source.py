@@ -7,8 +7,7 @@ code object's), and each library frame costs the loop one set lookup. What a wal
 mostly CPython building a frame object for each frame it reads (docs/benchmarks.md). The
 `path:line` text is made once per call site and found again by the frame's bytecode offset,
 so a query repeated from one line (an N+1) neither rescans the code's line table for
-`f_lineno` nor makes a new string; and a query repeated from the same place through the
-same calls is recognised without a walk (`user_source`'s recent hints).
+`f_lineno` nor makes a new string.
 """
 
 from __future__ import annotations
@@ -86,46 +85,17 @@ def _display_path(path: str) -> str:
     return os.path.relpath(path, base)
 
 
-# What recent walks found, newest first: the name of the span they ran in, the user frame's
-# depth (from user_source), its code and bytecode offset, the code of the frame it called,
-# and its `path:line`.
-_recent: list[tuple[str | None, int, CodeType, int, CodeType, str]] = []
-_RECENT = 4
-
-
-def user_source(scope: str | None, depth: int = 2) -> str | None:
+def user_source(depth: int = 2) -> str | None:
     """`path:line` of the nearest user frame above the caller, or None.
 
-    A call that repeats a recent walk is known without walking: it runs in a span of the
-    same name (`scope`: the view, a receiver, a template…), the frame that walk found is at
-    the same depth, running the same instruction of the same code, and the frame it called
-    runs the same code too. A query in a loop (an N+1, in a view or in an included template)
-    then costs two frame lookups instead of a frame object for each library frame between it
-    and the loop (7 on an N+1 page). A repeat that differs in any of those is walked again.
-    The span matters because user code called back by a library runs in a span of its own:
-    two receivers of one signal, a third party's and the user's, can reach the same query
-    from the same `send()` at the same depth, and only their span names tell them apart.
+    Every call walks: a cached "same place as last time" answer was tried and removed, as
+    it cannot be proved without looking at each frame in between. Checking the frame a
+    recent walk found and the one it called is not enough: a user callback run by a
+    library (a DRF SerializerMethodField under `serializer.data`) can sit between them at
+    the same depth, and was reported at the view's line. Looking at every frame costs what
+    the walk costs, so the walk is the answer, kept short: one set lookup per library frame.
     """
-    global _recent  # replaced, never changed in place: another thread may be reading it
-    recent = _recent
-    for hint in recent:
-        if hint[0] != scope:
-            continue
-        at = hint[1]
-        try:
-            frame = sys._getframe(at)
-        except ValueError:  # the stack is not that deep now
-            continue
-        if (
-            frame.f_code is hint[2]
-            and frame.f_lasti == hint[3]
-            and sys._getframe(at - 1).f_code is hint[4]
-        ):
-            if hint is not recent[0]:  # most recent first: a loop's next query checks one
-                _recent = [hint, *(h for h in recent if h is not hint)]
-            return hint[5]
     frame: FrameType = sys._getframe(depth)
-    at = depth
     library = _library
     while True:
         # Every query crosses several library frames here (7 on an N+1 page), so the inner
@@ -134,7 +104,6 @@ def user_source(scope: str | None, depth: int = 2) -> str | None:
         try:
             while frame.f_code.co_filename in library:
                 frame = frame.f_back  # type: ignore[assignment]
-                at += 1
         except AttributeError:
             return None
         code = frame.f_code
@@ -153,7 +122,62 @@ def user_source(scope: str | None, depth: int = 2) -> str | None:
     offset = frame.f_lasti
     site = sites.get(offset)
     if site is None or site[0] is not code:
-        site = sites[offset] = (code, f"{entry[0]}:{frame.f_lineno}")
-    callee = sys._getframe(at - 1).f_code
-    _recent = [(scope, at, code, offset, callee, site[1]), *_recent[: _RECENT - 1]]
+        site = sites[offset] = (code, f"{entry[0]}:{_line(frame)}")
     return site[1]
+
+
+def _line(frame: FrameType) -> int:
+    """The frame's line; for Jinja2's compiled template code, the template's own line."""
+    template = frame.f_globals.get("__jinja_template__")
+    if template is not None:
+        try:
+            return int(template.get_corresponding_lineno(frame.f_lineno))
+        except Exception:
+            pass
+    return frame.f_lineno
+
+
+_render_annotated: list[CodeType] = []
+
+
+def template_source(depth: int = 2) -> str | None:
+    """`template:line` of the Django template node whose rendering ran the caller (an
+    attribute lookup in `{{ book.author.name }}`), or None when user code comes first (a
+    model method the template called: `user_source` has that line) or no node is found.
+
+    Walked only for queries inside a template span, so it may read `f_locals`.
+    """
+    if not _render_annotated:
+        from django.template.base import Node
+
+        _render_annotated.append(Node.render_annotated.__code__)
+    target = _render_annotated[0]
+    library = _library
+    frame: FrameType | None = sys._getframe(depth)
+    while frame is not None:
+        code = frame.f_code
+        if code is target:
+            return _node_place(frame.f_locals.get("self"))
+        filename = code.co_filename
+        if filename not in library:
+            entry = _files.get(filename)
+            if entry is None:
+                path = _classify(filename)
+                if path is None:
+                    library.add(filename)
+                else:
+                    _files[filename] = entry = (path, {})
+            if entry is not None:  # user code, or a sync_to_async boundary: stop
+                return None
+        frame = frame.f_back
+    return None
+
+
+def _node_place(node: object) -> str | None:
+    origin = getattr(node, "origin", None)
+    token = getattr(node, "token", None)
+    name = getattr(origin, "template_name", None) or getattr(origin, "name", None)
+    line = getattr(token, "lineno", None)
+    if not name:
+        return None
+    return f"{name}:{line}" if line else str(name)

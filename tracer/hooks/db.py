@@ -14,17 +14,25 @@ from typing import Any
 from django.db.backends.utils import CursorWrapper
 from djtrace import redact
 from djtrace.hooks.connections import note_reused
-from djtrace.model import ATTRS, END, NAME
+from djtrace.model import ATTRS, END, PHASE
 from djtrace.patching import patch
 from djtrace.recorder import clock, config, current, mark_error, thread_id, tracer_failed
-from djtrace.source import user_source
+from djtrace.source import template_source, user_source
 
 
 def query_attrs(
-    sql: Any, params: Any, many: bool, alias: str, vendor: str, source: str | None, rows: Any
+    sql: Any,
+    params: Any,
+    many: bool,
+    alias: str,
+    vendor: str,
+    source: str | None,
+    rows: Any,
+    template: str | None = None,
 ) -> dict[str, Any]:
     """A query span's attrs, made when the trace is read (for executemany, `params` is the
-    batch size, if known: the batch itself is not kept)."""
+    batch size, if known: the batch itself is not kept). `template` is the template and
+    line whose rendering ran the query (an attribute lookup in a template)."""
     attrs: dict[str, Any] = {
         "sql": sql if type(sql) is str else str(sql),
         "alias": alias,
@@ -38,6 +46,8 @@ def query_attrs(
         attrs["params"] = redact.sql_params(sql, params)
     if source is not None:
         attrs["source"] = source
+    if template is not None:
+        attrs["template"] = template
     if rows is not None and rows >= 0:
         attrs["rows"] = rows
     return attrs
@@ -64,8 +74,13 @@ def _traced(original: Any, many: bool) -> Any:
                 if alias not in trace._connections:  # opened before this trace: say so once
                     note_reused(state, db)
                 parent = state.span
-                # Before the clock: the walk is not the query's time.
-                source = user_source(parent[NAME] if parent is not None else None)
+                # Before the clock: the walks are not the query's time.
+                source = user_source()
+                template = (
+                    template_source()
+                    if parent is not None and parent[PHASE] == "template"
+                    else None
+                )
                 span = [parent, "db.query", alias, clock(), 0, thread_id(), None, None]
                 records.append(span)
             else:
@@ -89,7 +104,7 @@ def _traced(original: Any, many: bool) -> Any:
                 params = len(params) if isinstance(params, (list, tuple)) else None
             elif type(params) in _REUSABLE:
                 params = params.copy()  # read later, and the caller may reuse it meanwhile
-            span[ATTRS] = (query_attrs, sql, params, many, alias, db.vendor, source, rows)
+            span[ATTRS] = (query_attrs, sql, params, many, alias, db.vendor, source, rows, template)
 
     return execute
 

@@ -3,22 +3,36 @@
 `Template._render` is hooked rather than `Template.render`: `{% extends %}` renders its
 parent through `_render` directly, so only there do parents and includes both appear.
 `SimpleTemplateResponse.render` is the response phase that renders a TemplateResponse.
+
+Jinja2 renders a template by iterating its `root_render_func`, and its `{% extends %}` and
+`{% include %}` iterate the parent's and the included template's: that function, set on
+each template as Jinja2 builds it, is wrapped, so Jinja2 templates nest as Django's do.
+
+Whoever renders a template goes through a backend's `render` or a TemplateResponse first:
+there, while recording, a hook another library replaced since (django-debug-toolbar and
+Django's test environment replace `Template._render`) is put back (tracer.patching) and the
+trace says so, instead of templates silently vanishing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from inspect import isasyncgenfunction
 from typing import Any
 
+from django.template.backends.django import Template as BackendTemplate
 from django.template.base import Template
 from django.template.response import SimpleTemplateResponse
 from djtrace.model import END
-from djtrace.patching import patch
+from djtrace.patching import patch, reassert
 from djtrace.recorder import (
     NOT_ERRORS,
     State,
     clock,
     config,
     current,
+    enter,
+    leave,
     mark_error,
     span_scope,
     thread_id,
@@ -75,16 +89,68 @@ def _render(original: Any) -> Any:
     return _render
 
 
-def _jinja2_render(original: Any) -> Any:
+# (owner, attribute) of every template hook, checked before each top-level render.
+_kept: list[tuple[Any, str]] = []
+
+
+def _keep_hooked(state: State) -> None:
+    """Put back any template hook another library replaced since; say so in the trace."""
+    try:
+        for owner, attr in _kept:
+            note = reassert(owner, attr)
+            if note is not None:
+                state.trace.where.setdefault("hooks_displaced", []).append(note)
+    except Exception:
+        tracer_failed(state.trace, "template hooks check")
+
+
+def _backend_render(original: Any) -> Any:
     def render(self: Any, context: Any = None, request: Any = None) -> Any:
         state = current.get()
-        if state is None:
-            return original(self, context, request)
-        name = getattr(self.template, "name", None) or "<string>"
-        with span_scope(state, "template", name, {"engine": "jinja2"}):
-            return original(self, context, request)
+        if state is not None:
+            _keep_hooked(state)
+        return original(self, context, request)
 
     return render
+
+
+def _jinja2_rendered(state: State, events: Iterator[str], name: str) -> Iterator[str]:
+    # Iterated by Jinja2's concat in one go, or by an outer template's `yield from`: a
+    # template's events come strictly inside its parent's, on one thread.
+    span = enter(state, "template", name, {"engine": "jinja2"})
+    try:
+        yield from events
+    except BaseException as exc:
+        leave(state, span, exc)
+        raise
+    leave(state, span)
+
+
+def _jinja2_root(root: Any, name: str) -> Any:
+    def root_render_func(context: Any) -> Any:
+        state = current.get()
+        if state is None:
+            return root(context)
+        return _jinja2_rendered(state, root(context), name)
+
+    return root_render_func
+
+
+def _jinja2_from_namespace(original: Any) -> Any:
+    build = original.__func__
+
+    def _from_namespace(cls: Any, environment: Any, namespace: Any, globals: Any) -> Any:
+        template = build(cls, environment, namespace, globals)
+        try:
+            root = template.root_render_func
+            if not isasyncgenfunction(root):  # an async environment's: not rendered by Django
+                name = template.name or "<string>"
+                template.root_render_func = _jinja2_root(root, name)
+        except Exception:
+            tracer_failed(None, "jinja2 template")
+        return template
+
+    return classmethod(_from_namespace)
 
 
 def _response_render(original: Any) -> Any:
@@ -92,6 +158,7 @@ def _response_render(original: Any) -> Any:
         state = current.get()
         if state is None or self._is_rendered:
             return original(self)
+        _keep_hooked(state)
         name = self.template_name
         if not isinstance(name, str):
             name = getattr(name, "name", None) or (
@@ -106,8 +173,13 @@ def _response_render(original: Any) -> Any:
 def install() -> None:
     patch(Template, "_render", _render)
     patch(SimpleTemplateResponse, "render", _response_render)
+    patch(BackendTemplate, "render", _backend_render)
+    _kept[:] = [(Template, "_render"), (SimpleTemplateResponse, "render")]
     try:
         from django.template.backends.jinja2 import Template as Jinja2Template
+        from jinja2 import Template as JinjaTemplate
     except ImportError:  # jinja2 is optional
         return
-    patch(Jinja2Template, "render", _jinja2_render)
+    patch(Jinja2Template, "render", _backend_render)
+    patch(JinjaTemplate, "_from_namespace", _jinja2_from_namespace)
+    _kept.append((JinjaTemplate, "_from_namespace"))

@@ -10,6 +10,11 @@ context.
 Attrs: alias, kind ("transaction" for the outermost block, "savepoint", or "nested" for a
 block without a savepoint), durable, and on exit outcome ("commit" or "rollback").
 `connection.commit()`/`rollback()` are `db.commit`/`db.rollback` spans.
+
+BEGIN, COMMIT and ROLLBACK are also `db.query` spans wherever Django logs them as queries
+(its `debug_transaction`, which feeds `connection.queries` and so `CaptureQueriesContext`
+and `assertNumQueries`): a trace's query count is Django's own, on every backend. SQLite's
+BEGIN is a cursor query Django logs itself, so the SQL hook already has it.
 """
 
 from __future__ import annotations
@@ -18,19 +23,26 @@ import weakref
 from typing import Any
 
 from django.db import transaction
+from django.db.backends import utils as backend_utils
+from django.db.backends.base import base as backend_base
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.transaction import Atomic
-from djtrace.model import ATTRS, NAME, THREAD, Record, Trace
+from djtrace.hooks.db import query_attrs
+from djtrace.model import ATTRS, END, NAME, START, THREAD, Record, Trace
 from djtrace.patching import patch
 from djtrace.recorder import (
     State,
+    clock,
     close_span,
+    config,
     current,
     mark_error,
     open_span,
     span_scope,
+    thread_id,
     tracer_failed,
 )
+from djtrace.source import user_source
 
 
 class _Open:
@@ -169,8 +181,63 @@ def _commit(original: Any, phase: str) -> Any:
     return run
 
 
+class _ControlQuery:
+    """Django's `debug_transaction(connection, sql)` context, timed as a `db.query` span."""
+
+    __slots__ = ("inner", "trace", "span")
+
+    def __init__(self, inner: Any, state: State, connection: Any, sql: str) -> None:
+        self.inner = inner
+        self.trace = trace = state.trace
+        self.span: Record | None = None
+        try:
+            records = trace.records
+            if len(records) >= config.max_spans:
+                trace.dropped_spans += 1
+                return
+            parent = state.span
+            alias = connection.alias
+            source = user_source(3)
+            attrs = (query_attrs, sql, None, False, alias, connection.vendor, source, None)
+            self.span = [parent, "db.query", alias, 0, 0, thread_id(), attrs, None]
+        except Exception:
+            tracer_failed(trace, "db.query (transaction) start")
+
+    def __enter__(self) -> Any:
+        span = self.span
+        if span is not None:
+            span[START] = clock()  # after the walk, like the SQL hook
+            self.trace.records.append(span)
+        return self.inner.__enter__()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        try:
+            return self.inner.__exit__(exc_type, exc, tb)
+        finally:
+            span = self.span
+            if span is not None:
+                span[END] = clock()
+                if isinstance(exc, Exception):
+                    mark_error(span, exc)
+
+
+def _debug_transaction(original: Any) -> Any:
+    def debug_transaction(connection: Any, sql: str) -> Any:
+        inner = original(connection, sql)
+        state = current.get()
+        if state is None:
+            return inner
+        return _ControlQuery(inner, state, connection, sql)
+
+    return debug_transaction
+
+
 def install() -> None:
     patch(Atomic, "__enter__", _enter)
     patch(Atomic, "__exit__", _exit)
     patch(BaseDatabaseWrapper, "_commit", lambda original: _commit(original, "db.commit"))
     patch(BaseDatabaseWrapper, "_rollback", lambda original: _commit(original, "db.rollback"))
+    # Where Django's backends look it up when they call it: base.py imported it by name;
+    # a backend imported later (Oracle, third-party) gets it from utils.
+    patch(backend_base, "debug_transaction", _debug_transaction)
+    patch(backend_utils, "debug_transaction", _debug_transaction)
