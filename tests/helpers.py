@@ -22,6 +22,15 @@ def children(trace: Trace, span: Span) -> list[Span]:
     return sorted((s for s in trace.spans if s.parent == span.id), key=lambda s: s.start)
 
 
+def parent_past_hops(trace: Trace, span: Span) -> int | None:
+    """The id of the span's nearest ancestor that is not a thread hop (`async.hop`)."""
+    by_id = {s.id: s for s in trace.spans}
+    parent = span.parent
+    while parent is not None and by_id[parent].phase == "async.hop":
+        parent = by_id[parent].parent
+    return parent
+
+
 def ancestors(trace: Trace, span: Span) -> list[Span]:
     by_id = {s.id: s for s in trace.spans}
     out = []

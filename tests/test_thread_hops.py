@@ -38,11 +38,14 @@ def get(path: str) -> Trace:
 def test_a_query_after_a_receiver_that_hopped_threads_is_the_views():
     tr = get("/after-receiver/")
     assert parent(tr, after_the_hop(tr)).phase == "view"
-    # The hop's own work nests where it ran: ping's span inside the receiver.
+    # The hop's own work nests where it ran: ping's span inside the hop, inside the receiver.
     (receiver,) = [s for s in tr.spans if s.name.endswith("on_hop")]
     (ping,) = [s for s in tr.spans if s.phase == "signal" and s.name == "ping"]
-    assert parent(tr, ping) == receiver
-    assert ping.thread != receiver.thread
+    hop = parent(tr, ping)
+    assert hop.phase == "async.hop" and hop.name == "async_to_sync ping_from_a_loop_thread"
+    assert parent(tr, hop) == receiver
+    assert ping.thread != receiver.thread == hop.thread
+    assert hop.attrs["wait_ns"] >= 0 and hop.attrs["thread"] != "MainThread"
 
 
 def test_a_query_after_an_atomic_block_that_hopped_threads_is_the_views():

@@ -25,6 +25,7 @@ def install() -> None:
             db,
             exceptions,
             handler,
+            hops,
             middleware,
             sessions,
             signals,
@@ -36,7 +37,7 @@ def install() -> None:
 
         for hook in (handler, middleware, urls, views, exceptions, db, templates):
             hook.install()
-        for hook in (connections, transactions, cache, sessions, signals):
+        for hook in (connections, transactions, cache, sessions, signals, hops):
             hook.install()
         _installed = True
 

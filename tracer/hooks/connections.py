@@ -8,17 +8,23 @@ trace's first query on that alias runs (through `CursorWrapper.execute`/`execute
 request that only opens a cursor or a transaction on an open connection, with no query,
 gets none. `close` is a `db.close` span: "closed" or "returned" to the pool.
 
+Inside a pooled `db.connect`, the pool's own checkout (`psycopg_pool.ConnectionPool.getconn`,
+hooked on the class once a traced request first checks out) is a `db.pool` span named
+"checkout <alias>", attrs `wait_ns` (how long getconn took: waiting for a free connection
+when the pool is exhausted) and `timeout` (True when the pool gave up: PoolTimeout).
+
 Nothing here reads connection parameters: `get_connection_params()` is never called.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
-from djtrace.model import END, START
+from djtrace.model import END, NAME, PHASE, START
 from djtrace.patching import patch
-from djtrace.recorder import State, current, open_span, span_scope, tracer_failed
+from djtrace.recorder import State, current, enter, leave, open_span, span_scope, tracer_failed
 
 
 def _pooled(db: BaseDatabaseWrapper) -> bool:
@@ -60,6 +66,8 @@ def _traced_connect(state: State, db: BaseDatabaseWrapper, original: Any) -> Any
         attrs = _attrs(db, pooled, "checkout" if pooled else "opened")
         attrs["reused"] = False
         trace._connections.add(db.alias)
+        if pooled:
+            _hook_pool()
     except Exception:
         tracer_failed(trace, "db.connect start")
         return original(db)
@@ -115,6 +123,45 @@ def _close(original: Any) -> Any:
             trace._connections.discard(self.alias)
 
     return close
+
+
+def _getconn(original: Any) -> Any:
+    def getconn(self: Any, *args: Any, **kwargs: Any) -> Any:
+        state = current.get()
+        if state is None:
+            return original(self, *args, **kwargs)
+        parent = state.span
+        alias = parent[NAME] if parent is not None and parent[PHASE] == "db.connect" else self.name
+        attrs: dict[str, Any] = {"wait_ns": 0, "timeout": False}
+        span = enter(state, "db.pool", f"checkout {alias}", attrs)
+        try:
+            connection = original(self, *args, **kwargs)
+        except BaseException as exc:
+            attrs["timeout"] = type(exc).__name__ == "PoolTimeout"
+            leave(state, span, exc)
+            if span is not None:
+                attrs["wait_ns"] = span[END] - span[START]
+            raise
+        leave(state, span)
+        if span is not None:
+            attrs["wait_ns"] = span[END] - span[START]
+        return connection
+
+    return getconn
+
+
+def _hook_pool() -> None:
+    """Hook psycopg_pool's checkout unless it is hooked (after `uninstall()` it is not):
+    imported here only by a project whose database uses the pool, which imports it anyway."""
+    module = sys.modules.get("psycopg_pool")
+    if module is None:
+        try:
+            import psycopg_pool as module
+        except ImportError:
+            return
+    pool = module.ConnectionPool
+    if not hasattr(pool.__dict__.get("getconn"), "__djtrace_original__"):
+        patch(pool, "getconn", _getconn)
 
 
 def install() -> None:
