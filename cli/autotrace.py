@@ -23,6 +23,7 @@ ENV_STORE = "DJTRACE_STORE"
 ENV_BODY = "DJTRACE_CAPTURE_BODY"  # record request bodies up to this many bytes
 ENV_QUEUE = "DJTRACE_QUEUE_SIZE"
 ENV_READY = "DJTRACE_CAPTURE_READY"  # a file: each traced process appends its pid
+ENV_SAMPLE = "DJTRACE_SAMPLE"  # capture --sample: the fraction of requests traced in full
 
 _lock = threading.Lock()
 _active = False
@@ -114,6 +115,7 @@ def activate() -> None:
         )
         install()
         config.capture_body = _int_env(ENV_BODY, 0)
+        config.sample_rate = _rate_env(ENV_SAMPLE)
         add_sink(writer)
         if os.environ.get("DJTRACE_OTLP") == "1":  # capture --otlp; never raises
             from djtrace.exporters.otlp import attach_from_env
@@ -144,6 +146,15 @@ def _report_ready() -> None:
             os.close(fd)
     except OSError:
         pass  # capture has gone; nothing to tell
+
+
+def _rate_env(name: str) -> float:
+    """A fraction from 0 to 1; 1 (every request traced in full) when unset or not a number."""
+    try:
+        rate = float(os.environ.get(name) or 1.0)
+    except ValueError:
+        return 1.0
+    return min(max(rate, 0.0), 1.0) if rate == rate else 1.0  # NaN: unset
 
 
 def _int_env(name: str, default: int) -> int:

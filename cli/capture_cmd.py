@@ -29,7 +29,7 @@ from typing import Annotated, Any
 import typer
 from djtrace.aggregate import percentile
 from djtrace.cli import otlp_cli
-from djtrace.cli.autotrace import ENV_ACTIVE, ENV_BODY, ENV_READY, ENV_STORE
+from djtrace.cli.autotrace import ENV_ACTIVE, ENV_BODY, ENV_READY, ENV_SAMPLE, ENV_STORE
 from djtrace.cli.errors import CliError
 from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
 from djtrace.cli.store_access import StoreOption, store_path
@@ -47,6 +47,7 @@ EXAMPLES = """
   djtrace capture --store /tmp/load.sqlite3 --quiet -- gunicorn mysite.wsgi
   djtrace capture --capture-body -- python manage.py runserver --noreload
   djtrace capture --otlp -- gunicorn mysite.wsgi   [dim]# and to Jaeger (OTLP, :4318)[/]
+  djtrace capture --sample 0.1 -- gunicorn mysite.wsgi   [dim]# 1 in 10 in full, the rest light[/]
 
 Then: [bold]djtrace list[/], [bold]djtrace stats[/], [bold]djtrace show slowest[/].
 """
@@ -60,10 +61,13 @@ _TO_GROUP = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
 _TO_CHILD = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def capture_env(store: Path, body_limit: int, ready: Path | None = None) -> dict[str, str]:
+def capture_env(
+    store: Path, body_limit: int, ready: Path | None = None, sample: float | None = None
+) -> dict[str, str]:
     """The command's environment: djtrace's bootstrap first on PYTHONPATH, and its options.
 
     `ready` is a file each traced process appends its pid to once djtrace is active in it.
+    `sample`: the fraction of requests traced in full (the others get a light trace).
     """
     env = dict(os.environ)
     existing = env.get("PYTHONPATH")
@@ -78,6 +82,10 @@ def capture_env(store: Path, body_limit: int, ready: Path | None = None) -> dict
         env[ENV_READY] = str(ready)
     else:
         env.pop(ENV_READY, None)
+    if sample is not None and sample < 1.0:
+        env[ENV_SAMPLE] = repr(sample)
+    else:
+        env.pop(ENV_SAMPLE, None)
     return env
 
 
@@ -298,6 +306,17 @@ def capture(
     otlp_endpoint: otlp_cli.EndpointOption = None,
     otlp_protocol: otlp_cli.ProtocolOption = None,
     service_name: otlp_cli.ServiceOption = None,
+    sample: Annotated[
+        float | None,
+        typer.Option(
+            "--sample",
+            metavar="RATE",
+            min=0.0,
+            max=1.0,
+            help="Trace this fraction of requests in full; the others get a light trace "
+            "(root span, status, timing, CPU). A load request's tag can ask for full=1.",
+        ),
+    ] = None,
 ) -> None:
     """Run a server command with every request traced into the trace store, shown live."""
     if not command:
@@ -317,7 +336,7 @@ def capture(
     view = LiveView(console, opened, tree_over, quiet, hide_under)
     with tempfile.TemporaryDirectory(prefix="djtrace-capture-") as scratch:
         ready = Path(scratch) / "traced-pids"
-        env = capture_env(path, body_limit if capture_body else 0, ready)
+        env = capture_env(path, body_limit if capture_body else 0, ready, sample=sample)
         env.update(otlp_env)
         with SignalForwarder() as forwarder:
             child = _start(command, env, opened)
