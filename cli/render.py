@@ -310,7 +310,7 @@ def render_trace(trace: Trace, hide_under_ms: float = DEFAULT_HIDE_UNDER_MS) -> 
 
 
 def print_traces(traces: list[Trace], console: Console | None = None, **options: Any) -> None:
-    console = console or Console()
+    console = console or tree_console()
     for i, trace in enumerate(traces):
         if i:
             console.print()

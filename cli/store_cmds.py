@@ -13,7 +13,15 @@ from typing import Annotated, Any
 import typer
 from djtrace import aggregate
 from djtrace.cli.errors import CliError
-from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace, share_style
+from djtrace.cli.render import (
+    DEFAULT_HIDE_UNDER_MS,
+    WidthOption,
+    ms,
+    plural,
+    render_trace,
+    share_style,
+    tree_console,
+)
 from djtrace.cli.store_access import (
     MethodFilter,
     PathFilter,
@@ -244,13 +252,14 @@ def show(
         float,
         typer.Option("--hide-under", metavar="MS", min=0, help="Hide detail spans under MS."),
     ] = DEFAULT_HIDE_UNDER_MS,
+    width: WidthOption = None,
 ) -> None:
     """Show one captured request as the same timing tree `djtrace request` draws."""
     trace, _, damaged = load_trace(ref, store, make_filters(path) if path else None)
     if fmt is Format.json:
         typer.echo(json.dumps(trace.to_dict(), indent=2))
     else:
-        console = Console()
+        console = tree_console(width)
         console.print(Text(f"trace {trace.id}", "dim"))
         console.print(render_trace(trace, hide_under_ms=hide_under))
     finish(damaged)
