@@ -1,0 +1,119 @@
+"""The join: each load request the client measured, matched to the trace the server recorded.
+
+A load request carries its run, stage and sequence number (lab/tag.py); its trace carries
+them back. Client and server share this machine's clock, so a request's latency splits in
+three: *before* Django (sent → the handler started: the accept queue, waiting for a free
+worker or thread, or for the GIL), *inside* (the trace's duration) and *after* (the rest:
+the body's way back to the client).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from djtrace.analysis import breakdown
+from djtrace.lab.tag import tag_of
+from djtrace.model import Trace
+
+#: Extra phase kinds the lab reports beside `analysis.breakdown`'s categories (their time
+#: is already inside those categories; these name the waits the lab cares about).
+POOL_WAIT = "pool checkout wait"
+HOPS = "thread hops"
+CONNECT = "connection open"
+
+
+def trace_facts(trace: Trace) -> dict[str, Any]:
+    """What the lab needs from one trace, small enough to keep in the run document."""
+    where = trace.where
+    root = trace.root
+    root_attrs = root.attrs if root is not None else {}
+    sampled = root_attrs.get("sampled", True) is not False
+    facts: dict[str, Any] = {
+        "trace": trace.id,
+        "start_ns": trace.started_at,
+        "inside_ns": max(trace.duration, 0),
+        "status": trace.request.get("status"),
+        "pid": where.get("pid"),
+        "thread_id": where.get("thread_id", root.thread if root is not None else None),
+        "thread": where.get("thread"),
+        "server": where.get("server"),
+        "sampled": sampled,
+        "cpu_ns": root_attrs.get("cpu_ns"),
+    }
+    if not sampled:
+        # A light trace: its root's totals stand in for the spans it does not have.
+        facts["db_ns"] = root_attrs.get("db_ns")
+        facts["db_count"] = root_attrs.get("db_count")
+        return facts
+    phases = {name: ns for name, ns in breakdown(trace) if ns}
+    connects = pool_waits = pool_timeouts = hops = hop_wait = hop_ns = 0
+    view_cpu = None
+    for span in trace.spans:
+        phase = span.phase
+        if phase == "db.connect":
+            connects += 1
+            phases[CONNECT] = phases.get(CONNECT, 0) + max(span.duration, 0)
+        elif phase == "db.pool":
+            pool_waits += int(span.attrs.get("wait_ns") or max(span.duration, 0))
+            pool_timeouts += bool(span.attrs.get("timeout"))
+        elif phase == "async.hop":
+            hops += 1
+            hop_wait += int(span.attrs.get("wait_ns") or 0)
+            hop_ns += max(span.duration, 0)
+        elif phase == "view" and view_cpu is None:
+            view_cpu = span.attrs.get("cpu_ns")
+    if pool_waits:
+        phases[POOL_WAIT] = pool_waits
+    if hops:
+        phases[HOPS] = hop_ns
+    facts.update(
+        phases=phases,
+        queries=sum(1 for s in trace.spans if s.phase == "db.query"),
+        db_connects=connects,
+        pool_timeouts=pool_timeouts,
+        hops=hops,
+        hop_wait_ns=hop_wait,
+        view_cpu_ns=view_cpu,
+    )
+    return facts
+
+
+def index_traces(traces: Iterable[Trace], run_id: str) -> dict[tuple[int, int], dict[str, Any]]:
+    """The run's traces by (stage, seq), as facts; other runs' and untagged traces skipped."""
+    out: dict[tuple[int, int], dict[str, Any]] = {}
+    for trace in traces:
+        tag = tag_of(trace.request)
+        if tag is None or tag["run"] != run_id:
+            continue
+        facts = trace_facts(trace)
+        facts["sent_ns"] = tag["sent_ns"]
+        out[(tag["stage"], tag["seq"])] = facts
+    return out
+
+
+def join_stage(
+    stage: dict[str, Any], traces: dict[tuple[int, int], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One stage's measured requests, each with its trace's facts and the three-way split."""
+    joined = []
+    index = stage["index"]
+    for seq, target, intended, sent, latency, status, error in stage["requests"]:
+        facts = traces.get((index, seq))
+        if facts is None:
+            continue
+        service = latency - (sent - intended)  # from the actual send
+        before = facts["start_ns"] - sent
+        row = dict(facts)
+        row.pop("sent_ns", None)
+        row.update(
+            seq=seq,
+            target=target,
+            latency_ns=latency,
+            before_ns=before,
+            after_ns=service - before - facts["inside_ns"],
+            client_status=status,
+            error=error,
+        )
+        joined.append(row)
+    return joined
