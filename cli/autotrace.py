@@ -6,6 +6,14 @@ reloaded child) calls `arm()`. Once Django is set up — `django.setup()`, which
 runserver, get_wsgi_application() and get_asgi_application() all call — djtrace's hooks
 are installed, every request is recorded, and finished traces go to the trace store
 named by DJTRACE_STORE. Until then only the standard library is imported.
+
+Nothing finished is lost when the server stops. The writer drains at exit (atexit), but a
+process killed by a signal's default action runs no atexit: uvicorn, after its graceful
+shutdown, puts back the handler it found and raises SIGTERM again. So where SIGTERM or
+SIGHUP would kill the process outright, `arm()` puts a handler that writes what is
+queued first, then dies by the same signal as before. runserver's autoreloader SIGKILLs
+its serving child when it is stopped; under capture it passes the child SIGTERM and
+waits for it instead.
 """
 
 from __future__ import annotations
@@ -14,9 +22,13 @@ import functools
 import importlib.abc
 import importlib.util
 import os
+import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 ENV_ACTIVE = "DJTRACE_CAPTURE"  # "1" in the captured command's environment
 ENV_STORE = "DJTRACE_STORE"
@@ -28,11 +40,15 @@ ENV_SAMPLE = "DJTRACE_SAMPLE"  # capture --sample: the fraction of requests trac
 _lock = threading.Lock()
 _active = False
 
+# Stop signals whose default action kills without atexit (SIGINT raises KeyboardInterrupt).
+_DRAIN_ON = ("SIGTERM", "SIGHUP")
+
 
 def arm() -> None:
     """Arrange for `activate()` to run right after `django.setup()`, whenever that happens."""
     if os.environ.get(ENV_ACTIVE) != "1":
         return
+    _drain_before_default_death()
     django = sys.modules.get("django")
     if django is not None:  # another sitecustomize imported it already
         _wrap_setup(django)
@@ -122,6 +138,7 @@ def activate() -> None:
 
             attach_from_env(add_sink)
         config.record_all = True
+        _let_reloaded_child_drain()
     except Exception as exc:
         print(
             f"djtrace: not tracing process {os.getpid()}: {type(exc).__name__}: {exc}",
@@ -130,6 +147,77 @@ def activate() -> None:
         )
         return
     _report_ready()
+
+
+def _drain_before_default_death() -> None:
+    """Where SIGTERM/SIGHUP still have their default action, drain the writers first.
+
+    Installed before the server starts, so a server that saves and later restores the
+    handler it found (uvicorn) restores this one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in _DRAIN_ON:
+        signum = getattr(signal, name, None)
+        if signum is None:
+            continue
+        try:
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _drain_then_die)
+        except (OSError, ValueError):
+            pass
+
+
+def _drain_then_die(signum: int, frame: Any) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # the same signal again kills at once
+    writer = sys.modules.get("djtrace.exporters.writer")  # None: nothing was traced here
+    if writer is not None:
+        try:
+            writer.close_all()
+        except Exception:
+            pass
+    signal.raise_signal(signum)  # the default action, as without djtrace
+
+
+def _let_reloaded_child_drain() -> None:
+    """runserver's autoreloader: stop its serving child with SIGTERM, not SIGKILL.
+
+    On Ctrl-C or SIGTERM Django's reloading parent kills the child that serves requests
+    (SIGKILL), whose last traces may still be queued. Under capture the child gets SIGTERM
+    (it exits through sys.exit, so its writer drains) and the parent waits for it.
+    """
+    autoreload = sys.modules.get("django.utils.autoreload")
+    if autoreload is None or os.environ.get(getattr(autoreload, "DJANGO_AUTORELOAD_ENV", "")):
+        return  # not runserver, or this is the serving child
+
+    import subprocess
+
+    def restart_with_reloader() -> int:
+        # Django's own loop (4.2 to 6.x), with a stop that lets the child drain.
+        env = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true"}
+        args = autoreload.get_child_arguments()
+        while True:
+            child = subprocess.Popen(args, env=env, close_fds=False)
+            try:
+                code = child.wait()
+            except BaseException:
+                _stop_child(child)
+                raise
+            if code != 3:  # 3: a file changed, restart
+                return code
+
+    autoreload.restart_with_reloader = restart_with_reloader
+
+
+def _stop_child(child: subprocess.Popen[Any]) -> None:
+    from djtrace.exporters.writer import CLOSE_TIMEOUT_S
+
+    try:
+        child.terminate()
+        child.wait(CLOSE_TIMEOUT_S + 5)
+    except BaseException:  # a second Ctrl-C, or it would not stop: as Django does
+        child.kill()
+        child.wait()
 
 
 def _report_ready() -> None:

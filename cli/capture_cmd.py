@@ -6,16 +6,26 @@ command starts (gunicorn's forked workers, uvicorn's spawned ones, runserver's r
 child) installs djtrace once Django is set up and writes its traces to the shared store.
 This process only watches the store and prints one line per request.
 
-The command runs in its own session; SIGINT, SIGTERM and SIGQUIT are passed to its whole
-process group (as a terminal's Ctrl-C would be), SIGHUP, SIGUSR1 and SIGUSR2 to the
-command alone (gunicorn reloads on HUP). The command starts with those signals at their
-default dispositions and unblocked, even when capture itself was started with SIGINT
-ignored (a background job of a script). capture exits with the command's exit code.
+The command runs in its own session. SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1 and
+SIGUSR2 are passed to the command alone, once: the server stops (or reloads) its own
+workers, as when it is signalled without capture. A terminal's Ctrl-C would reach every
+worker as well as the master, and gunicorn's gthread workers, told to quit twice, can hang
+until the master kills them. The same stop signal a second time goes to the whole process
+group (a command that does not pass signals on). The command starts with those signals at
+their default dispositions and unblocked, even when capture itself was started with
+SIGINT ignored (a background job of a script). capture exits with the command's exit code.
+
+The server never outlives capture: on Linux the command gets SIGTERM when capture dies
+(PR_SET_PDEATHSIG), and a small watchdog process (cli/watchdog.py) stops the server's
+process group if capture is killed (SIGTERM where there is no PR_SET_PDEATHSIG, then
+SIGKILL to whatever is left after a grace period).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import shlex
 import signal
@@ -27,7 +37,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from djtrace.aggregate import percentile
 from djtrace.cli import otlp_cli
 from djtrace.cli.autotrace import ENV_ACTIVE, ENV_BODY, ENV_READY, ENV_SAMPLE, ENV_STORE
 from djtrace.cli.errors import CliError
@@ -35,6 +44,7 @@ from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
 from djtrace.cli.store_access import StoreOption, store_path
 from djtrace.cli.store_cmds import worker
 from djtrace.exporters.store import StoreDamaged, StoreError, Summary, TraceStore
+from hdrh.histogram import HdrHistogram
 from rich.console import Console
 from rich.text import Text
 
@@ -57,8 +67,12 @@ DEFAULT_BODY_LIMIT = 64 * 1024
 POLL_S = 0.2
 COUNTS_EVERY_S = 5.0  # running counts, printed while requests keep coming
 
-_TO_GROUP = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)
+_TO_GROUP = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)  # the group, if repeated
 _TO_CHILD = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+WATCHDOG = Path(__file__).resolve().parent / "watchdog.py"
+# Durations for the summary's percentiles: 1 µs to an hour, 3 significant digits, in a
+# fixed few kilobytes however long the capture runs.
+_LONGEST_US = 3600 * 1_000_000
 
 
 def capture_env(
@@ -133,8 +147,10 @@ class SignalForwarder:
     def _send(self, signum: int) -> None:
         if self.child is None:
             return
+        # One stop signal to the server alone; a second stop (Ctrl-C again) to its group.
+        repeated = sum(1 for sig in self.received if sig in _TO_GROUP) > 1
         try:
-            if signum in _TO_GROUP:
+            if signum in _TO_GROUP and repeated:
                 os.killpg(self.child.pid, signum)
             else:
                 os.kill(self.child.pid, signum)
@@ -170,7 +186,8 @@ class LiveView:
         self.tree_over = int(tree_over * 1e6) if tree_over is not None else None
         self.quiet = quiet
         self.hide_under = hide_under
-        self.durations: list[int] = []
+        self.requests = 0
+        self.durations_us = HdrHistogram(1, _LONGEST_US, 3)
         self.classes: dict[str, int] = {}
         self.pids: set[int] = set()
         self.last_counts = time.monotonic()
@@ -216,7 +233,8 @@ class LiveView:
         self.unreported = 0
 
     def _request(self, row: Summary) -> None:
-        self.durations.append(row.duration)
+        self.requests += 1
+        self.durations_us.record_value(min(max(row.duration // 1000, 1), _LONGEST_US))
         status_class = f"{row.status // 100}xx" if row.status else "no response"
         self.classes[status_class] = self.classes.get(status_class, 0) + 1
         if row.pid is not None:
@@ -234,18 +252,19 @@ class LiveView:
                 return
             self.console.print(render_trace(trace, hide_under_ms=self.hide_under))
 
+    def percentile(self, q: float) -> int:
+        """The q-th percentile of the durations seen, in nanoseconds (3 significant digits)."""
+        return self.durations_us.get_value_at_percentile(q) * 1000
+
     def counts(self) -> Text:
-        durations = sorted(self.durations)
         text = Text("── ", "dim")
-        text.append(plural(len(durations), "request"), "bold")
+        text.append(plural(self.requests, "request"), "bold")
         for name in sorted(self.classes):
             style = "red" if name.startswith("5") else "yellow" if name[0] in "4n" else ""
             text.append(" · ")
             text.append(f"{name} {self.classes[name]}", style)
-        if durations:
-            text.append(
-                f" · p50 {ms(percentile(durations, 50))} · p95 {ms(percentile(durations, 95))}"
-            )
+        if self.requests:
+            text.append(f" · p50 {ms(self.percentile(50))} · p95 {ms(self.percentile(95))}")
         text.append(f" · {plural(len(self.pids), 'worker')}")
         text.append(f" · {self.dropped} dropped", "yellow" if self.dropped else "")
         return text
@@ -340,22 +359,23 @@ def capture(
         env.update(otlp_env)
         with SignalForwarder() as forwarder:
             child = _start(command, env, opened)
-            forwarder.started(child)
-            console.print(
-                Text.assemble(
-                    ("djtrace capture: ", "bold"),
-                    f"tracing every request of `{shlex.join(command)}` (pid {child.pid}) "
-                    f"into {path}",
-                    ("  · Ctrl-C stops it", "dim"),
-                ),
-                soft_wrap=True,
-            )
-            while child.poll() is None:
-                view.poll()
-                forwarder.report(console)
-                time.sleep(POLL_S)
-            forwarder.report(console)  # one that stopped the server before the loop saw it
-            _drain(view)
+            with Watchdog(child.pid):
+                forwarder.started(child)
+                console.print(
+                    Text.assemble(
+                        ("djtrace capture: ", "bold"),
+                        f"tracing every request of `{shlex.join(command)}` (pid {child.pid}) "
+                        f"into {path}",
+                        ("  · Ctrl-C stops it", "dim"),
+                    ),
+                    soft_wrap=True,
+                )
+                while child.poll() is None:
+                    view.poll()
+                    forwarder.report(console)
+                    time.sleep(POLL_S)
+                forwarder.report(console)  # one that stopped the server before the loop saw it
+                _drain(view)
         opened.close()
         traced = _traced_pids(ready)
     code = child.returncode
@@ -365,13 +385,90 @@ def capture(
 
 def _start(command: list[str], env: dict[str, str], opened: TraceStore) -> subprocess.Popen[Any]:
     try:
-        return subprocess.Popen(command, env=env, start_new_session=True)
+        return subprocess.Popen(
+            command, env=env, start_new_session=True, preexec_fn=_stop_with_us()
+        )
     except FileNotFoundError:
         opened.close()
         raise CliError(f"command not found: {command[0]}", code=127) from None
     except PermissionError:
         opened.close()
         raise CliError(f"cannot run {command[0]}: permission denied", code=126) from None
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _prctl() -> Any:
+    """libc's prctl on Linux, else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def _stop_with_us() -> Any:
+    """A preexec_fn: the command gets SIGTERM when capture dies, even by SIGKILL (Linux).
+
+    Set between fork and exec, so it holds for the command itself (it survives exec); the
+    server then stops its own workers. None where there is no prctl (the watchdog does it).
+    """
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    capture_pid = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != capture_pid:  # capture died before the line above took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
+class Watchdog:
+    """A small process that stops the server's process group if capture dies (kill -9).
+
+    It reads a pipe only capture can write to: end of file without a goodbye byte means
+    capture has gone. It runs in a session of its own (a signal to capture's group does
+    not take it too) with -I, so djtrace's bootstrap is not loaded into it.
+    """
+
+    def __init__(self, server_pid: int) -> None:
+        self.server_pid = server_pid
+        self.process: subprocess.Popen[bytes] | None = None
+        self._pipe: int | None = None
+
+    def __enter__(self) -> Watchdog:
+        read_end, self._pipe = os.pipe()
+        term = [] if _prctl() is not None else ["--term"]  # else the kernel sends it
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(WATCHDOG), str(self.server_pid), *term],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError:
+            pass  # no watchdog: on Linux the server still gets SIGTERM when capture dies
+        finally:
+            os.close(read_end)
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        """capture is done: the watchdog leaves without touching anything (unless capture
+        is failing with an exception: then it stops the server, as if capture had died)."""
+        if self._pipe is not None:
+            if exc_type is None:
+                with contextlib.suppress(OSError):
+                    os.write(self._pipe, b"done")
+            os.close(self._pipe)
+            self._pipe = None
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)
 
 
 def _traced_pids(ready: Path) -> list[int]:
@@ -401,12 +498,11 @@ def _summary(console: Console, view: LiveView, path: Path, code: int, traced: li
     console.print(
         Text.assemble(
             ("djtrace capture: ", "bold"),
-            f"{plural(len(view.durations), 'request')} recorded into {path}; "
-            f"the server {exit_text}.",
+            f"{plural(view.requests, 'request')} recorded into {path}; the server {exit_text}.",
         ),
         soft_wrap=True,
     )
-    if view.durations:
+    if view.requests:
         console.print(
             Text("next: djtrace list · djtrace stats · djtrace show slowest", "dim"), soft_wrap=True
         )

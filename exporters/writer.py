@@ -9,7 +9,9 @@ Servers fork (gunicorn) and spawn (uvicorn --workers): a forked child starts wit
 empty queue and no thread, and starts its own writer on its first trace. A fork waits
 for the writer thread to leave SQLite (one short batch at most). At exit (atexit,
 and multiprocessing's finalizers for forked children that skip atexit) the queue is
-drained, so the traces of a server stopped by SIGTERM or SIGINT are all written.
+drained, so the traces of a server stopped by SIGTERM or SIGINT are all written. A process
+killed by a signal's default action runs no atexit: `djtrace capture` drains through
+`close_all()` first (see djtrace.cli.autotrace).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import queue
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,9 @@ def _fresh_lock_in_child() -> None:
     _in_sqlite = threading.Lock()
 
 
+# Every writer of this process, for close_all() (a signal handler cannot know the sinks).
+_writers: weakref.WeakSet[StoreWriter] = weakref.WeakSet()
+
 os.register_at_fork(
     before=lambda: _in_sqlite.acquire(),
     after_in_parent=lambda: _in_sqlite.release(),
@@ -79,6 +85,7 @@ class StoreWriter:
         self._reset()
         os.register_at_fork(after_in_child=self._reset)
         atexit.register(self.close)
+        _writers.add(self)
 
     def _reset(self) -> None:
         """A fresh state for this process (after a fork the parent's thread is gone)."""
@@ -229,3 +236,14 @@ class StoreWriter:
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def close_all(timeout: float = CLOSE_TIMEOUT_S) -> None:
+    """Write what every writer of this process has queued, then stop them (idempotent).
+
+    For a process about to die without atexit (a signal's default action). Writers
+    closed here drop, and count, any trace that finishes afterwards.
+    """
+    deadline = time.monotonic() + timeout
+    for writer in list(_writers):
+        writer.close(max(0.0, deadline - time.monotonic()))

@@ -1,0 +1,292 @@
+"""Stopping `djtrace capture`: nothing finished is lost, no server is left behind, Ctrl-C is quick.
+
+Real servers (gunicorn gthread workers, uvicorn's spawned workers, runserver) serve
+sample_site on 127.0.0.1 under capture while client threads keep sending uniquely tagged
+requests. A stop signal lands in the middle of that load (sometimes while another
+connection holds the store locked): every request whose response a client received must
+be in the store. `kill -9` of capture must take the server down with it. Ctrl-C in a real
+pseudo-terminal must stop a captured server about as fast as the same server alone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import http.client
+import itertools
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import termios
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.capture_support import (
+    PATIENCE_S,
+    Captured,
+    capture,
+    exported,
+    free_port,
+    gunicorn_args,
+    uvicorn_args,
+    wait_for_traces,
+)
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+
+CLIENTS = 8
+PAGES = ["/books/fast/", "/api/books/", "/books/", "/stream/"]
+
+
+def runserver_args(port: int, reload: bool) -> list[str]:
+    args = [sys.executable, "sample_site/manage.py", "runserver", f"127.0.0.1:{port}"]
+    return args if reload else [*args, "--noreload"]
+
+
+class Load:
+    """Client threads sending tagged GETs over keep-alive connections until stopped or refused.
+
+    `answered` holds the tag of every request whose full response a client read.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.answered: set[str] = set()
+        self._tags = itertools.count()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(CLIENTS)]
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(PATIENCE_S)
+
+    def wait_for(self, answered: int) -> None:
+        deadline = time.monotonic() + PATIENCE_S
+        while len(self.answered) < answered:
+            assert time.monotonic() < deadline, f"only {len(self.answered)} requests answered"
+            time.sleep(0.02)
+
+    def _client(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=PATIENCE_S)
+        while not self._stop.is_set():
+            with self._lock:
+                n = next(self._tags)
+            tag = f"tag={n}"
+            try:
+                conn.request("GET", f"{PAGES[n % len(PAGES)]}?{tag}")
+                response = conn.getresponse()
+                response.read()
+            except (OSError, http.client.HTTPException):
+                conn.close()  # the server is going away: a new connection, or refused
+                if self._stop.wait(0.02):
+                    return
+                continue
+            with self._lock:
+                self.answered.add(tag)
+            if response.getheader("Connection", "").lower() == "close":
+                conn.close()
+        conn.close()
+
+
+@contextmanager
+def store_locked(store: Path, hold_s: float = 1.0) -> Iterator[None]:
+    """Another connection holds the store's write lock for `hold_s` (from entering the block)."""
+    wait_for_traces(store, 1)  # the store's tables exist
+    conn = sqlite3.connect(store, timeout=PATIENCE_S, isolation_level=None, check_same_thread=False)
+    conn.execute("BEGIN EXCLUSIVE")
+    release = threading.Timer(hold_s, lambda: conn.execute("COMMIT"))
+    release.start()
+    try:
+        yield
+    finally:
+        release.join()
+        conn.close()
+
+
+def stored_tags(store: Path) -> set[str]:
+    return {trace["request"]["query"] for trace in exported(store)}
+
+
+def stop_mid_load(tmp: Path, server: list[str], port: int, sig: int, locked: bool) -> None:
+    """Signal capture in the middle of a load; every answered request must be stored."""
+    with capture(tmp, server, port, "--quiet") as captured, Load(port) as load:
+        load.wait_for(40)
+        if locked:
+            with store_locked(captured.store):
+                load.wait_for(len(load.answered) + 10)  # finished while the store is locked
+                code = captured.stop(sig)
+        else:
+            code = captured.stop(sig)
+    out = captured.stdout()
+    assert code in (0, 128 + sig), out[-3000:] + captured.stderr()[-3000:]
+    assert f"passing {signal.Signals(sig).name} to the server" in out
+    missing = load.answered - stored_tags(captured.store)
+    assert not missing, (
+        f"{len(missing)} of {len(load.answered)} answered requests not stored: "
+        f"{sorted(missing)[:10]}\n{captured.stderr()[-3000:]}"
+    )
+    assert "0 dropped" in out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("locked", [False, True], ids=["", "store-locked"])
+def test_gunicorn_gthread_stopped_mid_load_stores_every_answered_request(tmp_path, sig, locked):
+    port = free_port()
+    stop_mid_load(tmp_path, gunicorn_args(port, workers=2, threads=4), port, sig, locked)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("locked", [False, True], ids=["", "store-locked"])
+def test_uvicorn_workers_stopped_mid_load_store_every_answered_request(tmp_path, sig, locked):
+    port = free_port()
+    stop_mid_load(tmp_path, uvicorn_args(port, workers=2), port, sig, locked)
+
+
+def test_single_uvicorn_stopped_by_sigterm_while_the_store_is_locked_loses_nothing(tmp_path):
+    """uvicorn re-raises SIGTERM with the default action after its graceful shutdown."""
+    port = free_port()
+    stop_mid_load(tmp_path, uvicorn_args(port, workers=1), port, signal.SIGTERM, locked=True)
+
+
+@pytest.mark.parametrize("reload", [False, True], ids=["noreload", "autoreload"])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_runserver_stopped_while_the_store_is_locked_stores_every_answered_request(
+    tmp_path, sig, reload
+):
+    port = free_port()
+    stop_mid_load(tmp_path, runserver_args(port, reload), port, sig, locked=True)
+
+
+# --- kill -9 of capture ------------------------------------------------------------------------
+
+
+def _server_pids(captured: Captured) -> list[int]:
+    """The server's process group: its leader (capture's child) and the workers."""
+    leader = int(captured.stdout().split("(pid ", 1)[1].split(")", 1)[0])
+    out = subprocess.run(
+        ["ps", "-o", "pid=", "-g", str(leader)], capture_output=True, text=True, check=False
+    ).stdout
+    return sorted({leader, *(int(word) for word in out.split())})
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True  # no /proc: alive as far as kill can tell
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
+def test_kill_9_of_capture_leaves_no_server_behind(tmp_path, server):
+    port = free_port()
+    args = gunicorn_args(port, 2, 4) if server == "gunicorn" else uvicorn_args(port, 2)
+    with capture(tmp_path, args, port, "--quiet") as captured, Load(port) as load:
+        load.wait_for(20)
+        pids = _server_pids(captured)
+        assert len(pids) >= 3, pids  # the leader and its two workers
+        captured.process.kill()
+        captured.process.wait(PATIENCE_S)
+        deadline = time.monotonic() + PATIENCE_S
+        while any(map(_running, pids)) or not _port_free(port):
+            assert time.monotonic() < deadline, (
+                f"still running after capture died: {[p for p in pids if _running(p)]}"
+            )
+            time.sleep(0.1)
+    # Stopped gracefully (SIGTERM), not killed: the answered requests were written.
+    missing = load.answered - stored_tags(captured.store)
+    assert not missing, f"{len(missing)} of {len(load.answered)} answered requests not stored"
+
+
+# --- Ctrl-C in a terminal ----------------------------------------------------------------------
+
+
+def _in_terminal(command: list[str]) -> tuple[subprocess.Popen[bytes], int, bytearray]:
+    """`command` as the foreground job of a new pseudo-terminal; returns its master side."""
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:  # runs in the child: its own session, the pty its terminal
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    process = subprocess.Popen(
+        command, stdin=slave, stdout=slave, stderr=slave, preexec_fn=take_terminal, cwd=ROOT,
+        env=env,
+    )  # fmt: skip
+    os.close(slave)
+    output = bytearray()
+
+    def read() -> None:  # keep the terminal drained so the server never blocks on output
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            output.extend(chunk)
+
+    threading.Thread(target=read, daemon=True).start()
+    return process, master, output
+
+
+def _ctrl_c_seconds(command: list[str], port: int) -> tuple[float, str]:
+    """Serve a short load, press Ctrl-C in the terminal; how long until the job ended."""
+    process, master, output = _in_terminal(command)
+    try:
+        deadline = time.monotonic() + PATIENCE_S
+        while _port_free(port):
+            assert process.poll() is None, output.decode(errors="replace")[-3000:]
+            assert time.monotonic() < deadline, "the server never listened"
+            time.sleep(0.1)
+        with Load(port) as load:
+            load.wait_for(30)
+            started = time.monotonic()
+            os.write(master, b"\x03")  # the terminal sends SIGINT to its foreground group
+            process.wait(PATIENCE_S)
+            took = time.monotonic() - started
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        os.close(master)
+    return took, output.decode(errors="replace")
+
+
+def test_ctrl_c_stops_captured_gunicorn_gthread_as_fast_as_gunicorn_alone(tmp_path):
+    port = free_port()
+    server = gunicorn_args(port, workers=2, threads=4)
+    alone, alone_out = _ctrl_c_seconds(server, port)
+    captured_cmd = [sys.executable, "-m", "djtrace.cli", "capture", "--quiet", "--store"]
+    store = str(tmp_path / "s.sqlite3")
+    traced, traced_out = _ctrl_c_seconds([*captured_cmd, store, "--", *server], port)
+    assert "SIGKILL" not in alone_out + traced_out
+    assert "passing SIGINT to the server" in traced_out
+    assert "the server exited with 0." in traced_out
+    assert traced <= 2 * alone + 2, f"capture {traced:.1f} s vs the server alone {alone:.1f} s"
