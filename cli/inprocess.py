@@ -19,6 +19,7 @@ from djtrace import Trace, trace
 from djtrace.cli.errors import CliError, describe
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+_BODY_METHODS = ("POST", "PUT", "PATCH")  # a client sends Content-Length even when empty
 
 
 @dataclass
@@ -130,6 +131,11 @@ def _run_asgi(spec: RequestSpec, host: str) -> None:
     headers = [(b"host", host.encode())] + [
         (name.lower().encode(), value.encode("latin-1")) for name, value in spec.headers
     ]
+    # As a client sends it (and as the WSGI run says it): without it Django reads no body.
+    if (spec.body or spec.method in _BODY_METHODS) and not any(
+        name == b"content-length" for name, _ in headers
+    ):
+        headers.append((b"content-length", str(len(spec.body)).encode()))
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
