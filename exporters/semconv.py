@@ -254,6 +254,10 @@ def request_attributes(trace: Trace) -> dict[str, AttrValue]:
     _put(attrs, "djtrace.url_name", request.get("url_name"))
     for key in ("server", "mode", "pid"):
         _put(attrs, f"djtrace.{key}", trace.where.get(key))
+    load = request.get("load")
+    if isinstance(load, dict):  # a load lab request: its run, stage and place in the stage
+        for key in ("run", "stage", "seq"):
+            _put(attrs, f"djtrace.load.{key}", load.get(key))
     if trace.dropped_spans:
         attrs["djtrace.dropped_spans"] = trace.dropped_spans
     if trace.tracer_errors:

@@ -228,3 +228,14 @@ def test_a_gunicorn_2x2_stage_on_the_io_view_shows_four_busy_lanes_and_waiting(
         assert {"middleware", "view"} <= {e["cat"] for e in inside}
     waits = [e for e in events if e.get("cat") == "waiting" and e["ph"] == "b"]
     assert len(waits) == users * each  # each request's time before Django, per process
+
+
+def test_a_load_requests_otel_span_names_its_run_stage_and_seq(client) -> None:
+    """So a fleet's collector (docs/exporting.md) can find a load run's requests."""
+    from djtrace.exporters.semconv import to_otel
+
+    (tagged,) = _tagged_requests(client, [("/books/fast/", 0)], run="fleet1")
+    root = next(s for s in to_otel(tagged) if s.phase == "request")
+    assert root.attributes["djtrace.load.run"] == "fleet1"
+    assert root.attributes["djtrace.load.stage"] == 1
+    assert root.attributes["djtrace.load.seq"] == 0
