@@ -1,0 +1,68 @@
+"""A closed sweep against a real gunicorn (2 workers × 2 threads) on the I/O-waiting view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import run_djtrace
+from tests.load_support import gunicorn_command, load_run
+
+WAIT_MS = 50
+LANES = 4  # 2 workers × 2 threads
+
+
+def test_sweep_rises_then_flattens_near_lanes_over_wait_with_before_django_growing(
+    tmp_path: Path,
+) -> None:
+    ceiling = LANES / (WAIT_MS / 1000)  # 80 requests a second
+    run, out = load_run(
+        tmp_path,
+        [f"/lab/io/?ms={WAIT_MS}"],
+        gunicorn_command("-w", "2", "--threads", "2"),
+        "-c",
+        "1,4,16,32",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.5",
+    )
+    stages = {s["concurrency"]: s for s in run["stages"]}
+    assert sorted(stages) == [1, 4, 16, 32]
+    x1, x16, x32 = (stages[n]["throughput"] for n in (1, 16, 32))
+    # One user waits 50 ms a request: about 20/s; many users: bounded by 4 lanes / 50 ms.
+    assert x1 < 0.4 * ceiling
+    assert x32 > 2 * x1
+    assert 0.5 * ceiling < x32 < 1.15 * ceiling
+    assert x32 < 1.3 * x16  # flat: doubling the users no longer doubles throughput
+    for stage in run["stages"]:
+        assert stage["errors"] == {}
+        assert stage["analysis"]["join_share"] > 0.9  # nearly every request found its trace
+    # What grew: time before Django (requests queue for a free thread), not the view.
+    summary = run["summary"]
+    assert summary["grew_most"]["component"] == "before Django"
+    assert "busy" in summary["grew_most"]["why"]
+    before = [stages[n]["analysis"]["split"]["before Django"]["mean"] for n in (1, 32)]
+    assert before[1] > 5 * max(before[0], 1_000_000)
+    view = [stages[n]["analysis"]["phases"]["view"]["p50"] for n in (1, 32)]
+    assert view[1] < 2 * view[0]  # the view itself still takes its 50 ms
+    # Little's law: in flight = throughput × mean latency ≈ the users of a closed stage.
+    assert 0.7 < stages[16]["analysis"]["littles_law"]["ratio"] < 1.3
+    # The report: the answer on top, the stage table, the phase growth.
+    first_lines = out.split("\n\n")
+    assert any(
+        p.strip().startswith("Up to") or p.strip().startswith("Even at") for p in first_lines
+    )
+    assert "before Django grew most" in " ".join(out.split())
+    assert "c 32" in out and "view" in out
+    # Kept in the store: shown again, and compared with itself stage by stage.
+    shown = run_djtrace(
+        "load",
+        "--show",
+        "last",
+        "--store",
+        str(tmp_path / "traces.sqlite3"),
+        "--against",
+        run["run_id"],
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert run["run_id"] in shown.stdout and "1.00×" in shown.stdout
