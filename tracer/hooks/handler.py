@@ -262,12 +262,21 @@ def _start(request: Any, mode: str) -> tuple[Trace, Record, Collector | None, An
 
 
 def _handed_back(
-    trace: Trace, root: Record, collector: Collector | None, response: Any, light: bool
+    trace: Trace, root: Record, collector: Collector | None, response: Any, light: Any
 ) -> None:
-    """The handler returned: note the status and wait for the response to be closed."""
+    """The handler returned: note the status and wait for the response to be closed.
+
+    `light`: the request of a light trace (else None), whose route is read off Django's match
+    here, the URL hook having stayed idle."""
     try:
         trace.request["status"] = response.status_code
-        _open[id(response)] = _Open(trace, root, collector, response, light)
+        if light is not None:
+            match = getattr(light, "resolver_match", None)
+            if match is not None:
+                trace.request.update(
+                    route=match.route, view=match._func_path, url_name=match.view_name
+                )
+        _open[id(response)] = _Open(trace, root, collector, response, light is not None)
     except Exception:
         tracer_failed(trace, "response")
         finish_trace(trace, root, collector)
@@ -288,7 +297,7 @@ def _get_response(original: Any) -> Any:
             raise
         if token is not None:
             current.reset(token)
-        _handed_back(trace, root, collector, response, light)
+        _handed_back(trace, root, collector, response, request if light else None)
         return response
 
     return get_response
@@ -309,7 +318,7 @@ def _get_response_async(original: Any) -> Any:
             raise
         if token is not None:
             current.reset(token)
-        _handed_back(trace, root, collector, response, light)
+        _handed_back(trace, root, collector, response, request if light else None)
         return response
 
     return get_response_async
