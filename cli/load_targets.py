@@ -27,7 +27,14 @@ _WEIGHT = re.compile(r"^(?P<path>.+?)=(?P<weight>\d+(?:\.\d+)?)$")
 
 
 def parse_weighted(item: str) -> tuple[str, float]:
-    """`/api/books/=3` → ('/api/books/', 3.0); a plain path weighs 1."""
+    """`/api/books/=3` → ('/api/books/', 3.0); a plain path weighs 1.
+
+    In a query string the last `=` belongs to its last parameter unless there are two:
+    `/books/?page=2` weighs 1, `/books/?page=2=3` weighs 3.
+    """
+    path, sep, query = item.partition("?")
+    if sep and query.rsplit("&", 1)[-1].count("=") < 2:
+        return item, 1.0
     match = _WEIGHT.match(item)
     if match is None:
         return item, 1.0

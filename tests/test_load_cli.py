@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from djtrace.cli.errors import CliError
 from djtrace.cli.load_server import bind_command
+from djtrace.cli.load_targets import parse_weighted
 from djtrace.lab import usl
 from djtrace.lab.tag import format_tag, parse_tag, tag_of
 
@@ -129,3 +130,19 @@ def test_usl_fit_recovers_contention_and_coherency_and_the_peak() -> None:
     flat = usl.fit([(1, 20.0), (2, 40.0), (4, 78.0), (8, 80.0), (16, 80.0)])
     assert flat is not None and flat.kappa >= 0
     assert usl.fit([(1, 10.0), (2, 20.0)]) is None  # too few stages to fit three terms
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("/api/books/=3", ("/api/books/", 3.0)),
+        ("/books/", ("/books/", 1.0)),
+        ("/lab/io/?ms=50", ("/lab/io/?ms=50", 1.0)),
+        ("/a/?x=1&ms=1500", ("/a/?x=1&ms=1500", 1.0)),
+        ("/books/?page=2=3", ("/books/?page=2", 3.0)),
+    ],
+)
+def test_a_weight_follows_the_path_and_a_query_value_is_not_one(
+    item: str, expected: tuple[str, float]
+) -> None:
+    assert parse_weighted(item) == expected

@@ -1,0 +1,46 @@
+"""Coordinated omission: a server stalls once; an open model shows it, a closed one hides it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.load_support import gunicorn_command, load_run
+
+STALL_MS = 1500
+REQUESTS = 100
+
+
+def _stage(tmp: Path, *options: str) -> dict:
+    # One sync worker: while its one request stalls, the whole server does.
+    run, _ = load_run(
+        tmp,
+        [f"/lab/stall-once/?after=30&ms={STALL_MS}"],
+        gunicorn_command("-w", "1"),
+        "--warmup",
+        "0",
+        "--requests",
+        str(REQUESTS),
+        "--duration",
+        "30",
+        *options,
+    )
+    (stage,) = run["stages"]
+    assert stage["count"] == REQUESTS and stage["errors"] == {}
+    return stage
+
+
+def test_an_open_stage_reports_a_stall_in_its_p99_where_a_closed_loop_hides_it(
+    tmp_path: Path,
+) -> None:
+    closed = _stage(tmp_path / "closed", "-c", "1")
+    opened = _stage(tmp_path / "open", "--rate", "20")
+    stall_ns = STALL_MS * 1_000_000
+    # Both saw the stalled request itself...
+    assert closed["latency"]["max"] >= 0.9 * stall_ns
+    assert opened["latency"]["max"] >= 0.9 * stall_ns
+    # ...but the closed user waited instead of sending: one slow request of a hundred.
+    assert closed["latency"]["p99"] < 0.3 * stall_ns
+    # Arrivals kept coming on schedule during the stall, each timed from its intended send.
+    assert opened["latency"]["p99"] >= 0.5 * stall_ns
+    assert opened["latency"]["p90"] > closed["latency"]["p90"]
+    assert opened["schedule_kept"] and opened["skipped"] == 0
