@@ -107,13 +107,18 @@ def _content_length(headers: dict[str, str]) -> int:
 
 def check_target(target: str) -> str:
     """The base URL, if it is http(s) on a loopback address; a clear error otherwise."""
-    parts = urlsplit(target)
+    shown = repr(target if len(target) <= 60 else target[:57] + "…")
+    try:
+        parts = urlsplit(target)
+        parts.port  # noqa: B018 (a port that is not a number, or past 65535, raises here)
+    except ValueError as exc:  # "http://[::1" (an unclosed IPv6 address)
+        raise CliError(f"--target {shown}: not a URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise CliError(f"--target {target!r}: expected a URL like http://127.0.0.1:8000")
+        raise CliError(f"--target {shown}: expected a URL like http://127.0.0.1:8000")
     host = parts.hostname
     if not _loopback(host):
         raise CliError(
-            f"--target {target!r}: only loopback addresses (127.0.0.1, ::1, localhost) are "
+            f"--target {shown}: only loopback addresses (127.0.0.1, ::1, localhost) are "
             "allowed; replay never sends captured requests to another machine"
         )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"

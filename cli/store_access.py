@@ -91,6 +91,8 @@ _warned: set[Path] = set()
 def _salvage(path: Path, exc: StoreDamaged) -> TraceStore:
     try:
         store = TraceStore.salvage(path)
+    except StoreDamaged:
+        raise CliError(f"{exc}; no trace could be read from it", code=1) from None
     except (StoreError, OSError) as again:
         raise CliError(f"{exc}; nothing could be salvaged ({again})", code=1) from None
     kept = store.count()
@@ -149,22 +151,45 @@ _SINCE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_NS_MAX = 2**63 - 1  # the store's integers: every bound past them means the same
+
+
 def parse_since(value: str, now: dt.datetime | None = None) -> int:
-    """'10m' (ago) or an ISO date/time (local time unless it says otherwise) → epoch ns."""
+    """'10m' (ago) or an ISO date/time (local time unless it says otherwise) → epoch ns,
+    within 0 and 2**63-1: a start before the epoch is the epoch, none is later than that."""
     now = now or dt.datetime.now().astimezone()
     match = _SINCE.match(value.strip().lower())
     if match:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
-        return int((now.timestamp() - seconds) * 1e9)
+        return _clamp_ns((now.timestamp() - seconds) * 1e9)  # 1e400s is inf: the epoch
     try:
         when = dt.datetime.fromisoformat(value.strip())
     except ValueError:
         raise CliError(
-            f"--since {value!r}: use a duration like 30s, 10m, 2h, 1d, or an ISO date/time"
+            f"--since {_shown(value)}: use a duration like 30s, 10m, 2h, 1d, or an ISO date/time"
         ) from None
-    if when.tzinfo is None:
-        when = when.astimezone()  # a naive time is the user's local time
-    return int(when.timestamp() * 1e9)
+    if when.tzinfo is None:  # a naive time is the user's local time
+        try:
+            when = when.astimezone()
+        except (OverflowError, OSError, ValueError):  # year 1 or 9999: today's offset will do
+            when = when.replace(tzinfo=now.tzinfo)
+    try:
+        since = when - _EPOCH
+    except OverflowError:
+        return 0 if when.year < 1970 else _NS_MAX
+    return _clamp_ns(since // dt.timedelta(microseconds=1) * 1000)
+
+
+def _clamp_ns(ns: float) -> int:
+    if ns != ns:  # nan
+        return 0
+    return int(min(max(ns, 0), _NS_MAX))
+
+
+def _shown(value: str) -> str:
+    """A user's value, quoted, cut short enough for a one-line error."""
+    return repr(value if len(value) <= 60 else value[:57] + "…")
 
 
 _STATUS = re.compile(r"^([1-5])xx$")
@@ -178,11 +203,29 @@ def parse_status(value: str) -> tuple[int, int]:
         return first, first + 99
     low, sep, high = text.partition("-")
     try:
-        if sep:
-            return int(low), int(high)
-        return int(text), int(text)
+        first, last = (int(low), int(high)) if sep else (int(text), int(text))
     except ValueError:
-        raise CliError(f"--status {value!r}: use a code (404), a class (5xx) or a range") from None
+        raise CliError(
+            f"--status {_shown(value)}: use a code (404), a class (5xx) or a range (400-499)"
+        ) from None
+    if not (100 <= first <= 599 and 100 <= last <= 599):
+        raise CliError(f"--status {_shown(value)}: HTTP status codes run from 100 to 599")
+    if first > last:
+        raise CliError(f"--status {_shown(value)}: a range goes from low to high, e.g. 400-499")
+    return first, last
+
+
+def parse_slower_than(ms: float) -> int:
+    """--slower-than in ns; a bound past the store's integers matches nothing, as it says."""
+    if ms != ms or ms < 0:
+        raise CliError(f"--slower-than {ms}: give a duration in ms, 0 or more")
+    return int(min(ms * 1e6, _NS_MAX))
+
+
+def check_pid(pid: int) -> int:
+    if not 1 <= pid <= _NS_MAX:
+        raise CliError(f"--pid {_shown(str(pid))}: a process id is a whole number from 1")
+    return pid
 
 
 def make_filters(
@@ -197,9 +240,9 @@ def make_filters(
         path=path,
         status=parse_status(status) if status else None,
         method=method,
-        slower_than=int(slower_than * 1e6) if slower_than is not None else None,
+        slower_than=parse_slower_than(slower_than) if slower_than is not None else None,
         since=parse_since(since) if since else None,
-        pid=pid,
+        pid=check_pid(pid) if pid is not None else None,
     )
 
 
@@ -213,15 +256,21 @@ def load_trace(ref: str, store: Path | None, filters: Filters | None = None) -> 
     """A trace from a JSON/JSONL file, or from the store: an id, a prefix, latest, slowest."""
     file = Path(ref).expanduser()
     if ref not in ("latest", "slowest"):
-        if file.is_dir():
+        try:
+            is_dir, is_file = file.is_dir(), file.is_file()
+        except (OSError, ValueError):  # a name too long for a file (or with a NUL) is an id
+            is_dir = is_file = False
+        if is_dir:
             raise CliError(f"{ref} is a directory, not a trace file or a trace id")
-        if file.is_file() or ref.endswith((".json", ".jsonl")):
+        if is_file or ref.endswith((".json", ".jsonl")):
             return Loaded(trace_from_file(file), None, False)
         if not is_trace_ref(ref):
             raise CliError(
-                f"{ref!r} is neither a file nor a trace id "
+                f"{_shown(ref)} is neither a file nor a trace id "
                 "(ids are hex, e.g. from `djtrace list`; or use latest, slowest)"
             )
+        if len(ref.strip()) > MAX_ID_CHARS:
+            raise CliError(f"{_shown(ref)} is not a trace id (ids have at most 32 hex digits)")
     path = store_path(store)
 
     def find(s: TraceStore) -> tuple[Trace, Summary | None]:
@@ -239,6 +288,9 @@ def load_trace(ref: str, store: Path | None, filters: Filters | None = None) -> 
     return Loaded(trace, summary, damaged)
 
 
+MAX_ID_CHARS = 32  # a trace id is at most 128 bits of hex (what OTLP's trace id holds)
+
+
 def is_trace_ref(ref: str) -> bool:
     text = ref.strip().lower()
     return bool(text) and all(c in "0123456789abcdef" for c in text)
@@ -249,7 +301,7 @@ def trace_from_file(file: Path) -> Trace:
     array holding exactly one good trace."""
     try:
         raw = file.read_bytes()
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
     try:
         text = raw.decode("utf-8")

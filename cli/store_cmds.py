@@ -41,7 +41,7 @@ from djtrace.cli.store_json import echo_json, route_dict, summary_dict
 from djtrace.cli.table_fit import Col, fit
 from djtrace.exporters import jsonl
 from djtrace.exporters.formats import FORMATS
-from djtrace.exporters.store import Filters, StoreError, TraceStore
+from djtrace.exporters.store import Filters, StoreError, TraceStore, default_max_traces
 from djtrace.model import Trace
 from rich import box
 from rich.console import Console
@@ -507,6 +507,7 @@ class _Import:
             self.store = self._open()
         self.batch: list[Trace] = []
         self.added = 0
+        self.new_ids: set[str] = set()  # traces the store did not hold before
 
     def _open(self) -> TraceStore:
         try:
@@ -524,11 +525,23 @@ class _Import:
             return
         if self.store is None:
             self.store = self._open()
+        ids = [t.id for t in self.batch]
         try:
+            there = self.store.existing(ids)
             self.added += self.store.add(self.batch)
         except StoreError as exc:
             raise CliError(str(exc)) from None
+        self.new_ids.update(i for i in ids if i not in there)
         self.batch = []
+
+    def kept(self) -> int:
+        """How many of the new traces the store still holds (it keeps only the newest)."""
+        if self.store is None or not self.new_ids:
+            return 0
+        try:
+            return len(self.store.existing(sorted(self.new_ids)))
+        except StoreError as exc:
+            raise CliError(str(exc)) from None
 
     def close(self) -> None:
         if self.store is not None:
@@ -571,6 +584,7 @@ def import_traces(
                 if len(reported) < _MAX_REPORTED:
                     reported.append((number, item))
             sink.flush()
+            kept = sink.kept()
     finally:
         sink.close()
     if not good and not objects:
@@ -585,8 +599,14 @@ def import_traces(
     if not good:
         raise CliError(f"no trace in {file}; nothing imported")
     already = good - sink.added
+    imported = f"imported {plural(sink.added, 'trace')} into {target}"
+    if kept < sink.added:  # the oldest went again: the store keeps only the newest
+        imported = (
+            f"imported {kept} of {plural(sink.added, 'new trace')} into {target}: it keeps "
+            f"the newest {default_max_traces()} ($DJTRACE_STORE_MAX)"
+        )
     Console(highlight=False).print(
-        f"imported {plural(sink.added, 'trace')} into {target}"
+        imported
         + (f" ({already} already there)" if already else "")
         + (f"; skipped {plural(bad, f'bad {reader.unit}')}" if bad else ""),
         soft_wrap=True,

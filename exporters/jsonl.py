@@ -67,11 +67,34 @@ def decode(data: Any) -> Trace:
     return Trace.from_dict(data)  # a newer schema: "upgrade djtrace to read it"
 
 
-def _item(data: Any) -> Trace | Bad:
+def _item(data: Any, text: str | None = None) -> Trace | Bad:
+    """`text`: the JSON `data` came from, when known (skips a check most lines never need)."""
+    if (text is None or "\\ud" in text.lower()) and _lone_surrogate(data):
+        return Bad("holds a lone surrogate (a \\ud800-\\udfff escape): not valid Unicode", True)
     try:
         return decode(data)
     except SchemaError as exc:
         return Bad(str(exc), isinstance(data, dict))
+
+
+def _lone_surrogate(data: Any) -> bool:
+    """Whether a string in `data` holds half of a UTF-16 pair, which JSON can spell but
+    no terminal, file or SQLite can take."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False  # not a trace anyway: decode says why
+    return False
+
+
+def _loads(text: str) -> Any:
+    """json.loads, with nesting too deep for it reported as not valid JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def read(lines: Iterable[str]) -> Iterator[tuple[int, Trace | Bad]]:
@@ -80,12 +103,12 @@ def read(lines: Iterable[str]) -> Iterator[tuple[int, Trace | Bad]]:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
+            data = _loads(line)
         except ValueError as exc:
             ending = "" if line.endswith("\n") else " (truncated?)"
             yield number, Bad(f"not valid JSON{ending}: {exc}", False)
             continue
-        yield number, _item(data)
+        yield number, _item(data, line)
 
 
 class TraceReader:
@@ -109,7 +132,7 @@ class TraceReader:
         if first[:1] in ("{", "[") and not _is_json_object(first):
             text = "".join(head) + self.handle.read()  # one document: read it whole
             try:
-                document = json.loads(text)
+                document = _loads(text)
             except ValueError:
                 yield from read(text.splitlines(keepends=True))
                 return
@@ -118,13 +141,13 @@ class TraceReader:
                 yield from ((n, _item(data)) for n, data in enumerate(document, 1))
             else:
                 self.unit = "document"
-                yield 1, _item(document)
+                yield 1, _item(document, text)
             return
         yield from read(itertools.chain(head, self.handle))
 
 
 def _is_json_object(line: str) -> bool:
     try:
-        return isinstance(json.loads(line), dict)
+        return isinstance(_loads(line), dict)
     except ValueError:
         return False

@@ -198,7 +198,14 @@ class Filters:
         if self.pid is not None:
             clauses.append("pid = ?")
             params.append(self.pid)
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+        # SQLite's integers are 64-bit: a bound beyond them is the same as the largest one.
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), [_clamp(p) for p in params]
+
+
+def _clamp(value: Any) -> Any:
+    if isinstance(value, int):
+        return min(max(value, -_INT64_MAX - 1), _INT64_MAX)
+    return value
 
 
 SORTS = {
@@ -266,11 +273,60 @@ def _memory_store() -> sqlite3.Connection:
     return conn
 
 
-def _decode(trace_id: str, data: str) -> Trace:
+def _decode(trace_id: str, data: Any) -> Trace:
     try:
+        if not isinstance(data, str):
+            raise SchemaError(f"its data is {type(data).__name__}, not JSON text")
         return Trace.from_dict(json.loads(data))
-    except (ValueError, SchemaError) as exc:
+    except (ValueError, SchemaError, RecursionError) as exc:
         raise TraceUnreadable(f"trace {trace_id} in the store is unreadable: {exc}") from None
+
+
+def _text(data: bytes) -> str:
+    """SQLite TEXT as str; bytes that are not UTF-8 (a damaged or edited file) as U+FFFD."""
+    return data.decode("utf-8", "replace")
+
+
+# A store's columns hold what djtrace wrote, unless the file was edited or damaged: rows are
+# read with the types every command expects (a wrong type reads as unknown, never a crash).
+
+
+def _int_or(value: Any, default: Any) -> Any:
+    return value if type(value) is int else default
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _summary(row: Sequence[Any]) -> Summary:
+    seq, trace_id, started_at, duration, *text_and_ints = row
+    method, path, query, route, status, queries, pid, *rest = text_and_ints
+    return Summary(
+        _int_or(seq, 0),
+        str(trace_id),
+        _int_or(started_at, 0),
+        _int_or(duration, -1),
+        _str_or_none(method),
+        _str_or_none(path),
+        _str_or_none(query),
+        _str_or_none(route),
+        _int_or(status, None),
+        _int_or(queries, 0),
+        _int_or(pid, None),
+        *[_str_or_none(v) for v in rest],
+    )
+
+
+def _phases(text: Any) -> dict[str, int]:
+    """A row's phase breakdown ({phase: ns}); empty when it is not one."""
+    try:
+        decoded = json.loads(text) if isinstance(text, str) and text else {}
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(decoded, dict):
+        return {}
+    return {k: v for k, v in decoded.items() if type(v) is int}
 
 
 class TraceStore:
@@ -295,6 +351,7 @@ class TraceStore:
         """
         path = Path(path).expanduser()
         if create:
+            default_max_traces()  # a bad $DJTRACE_STORE_MAX is refused before anything is written
             _create_file(path)
         elif not path.exists():
             raise StoreMissing(f"no trace store at {path}")
@@ -310,6 +367,7 @@ class TraceStore:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the trace store {path}: {exc}") from None
+        conn.text_factory = _text
         store = cls(conn, path)
         try:
             store._prepare(create)
@@ -486,28 +544,41 @@ class TraceStore:
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
-        return [Summary(*row) for row in self._all(sql, params)]
+        return [_summary(row) for row in self._all(sql, params)]
 
     def after(self, seq: int, limit: int = 500) -> list[Summary]:
         """Traces stored after `seq`, oldest first (for a live view)."""
         rows = self._all(
             f"SELECT {_SUMMARY} FROM traces WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
         )
-        return [Summary(*row) for row in rows]
+        return [_summary(row) for row in rows]
+
+    def existing(self, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` the store holds."""
+        found: set[str] = set()
+        ids = list(ids)
+        for i in range(0, len(ids), 500):  # under SQLite's limit on ? parameters
+            chunk = ids[i : i + 500]
+            marks = ", ".join("?" * len(chunk))
+            found.update(
+                r[0] for r in self._all(f"SELECT id FROM traces WHERE id IN ({marks})", chunk)
+            )
+        return found
 
     def last_seq(self) -> int:
         return int(self._all("SELECT coalesce(max(seq), 0) FROM traces")[0][0])
 
     def summary(self, trace_id: str) -> Summary | None:
         rows = self._all(f"SELECT {_SUMMARY} FROM traces WHERE id = ?", (trace_id,))
-        return Summary(*rows[0]) if rows else None
+        return _summary(rows[0]) if rows else None
 
     def resolve(self, ref: str) -> str:
         """The full id for an id or a unique prefix of one."""
         ref = ref.strip().lower()
         if not ref or any(c not in "0123456789abcdef" for c in ref):
+            shown = ref if len(ref) <= 40 else ref[:37] + "…"
             raise TraceNotFound(
-                f"{ref!r} is not a trace id (ids are hex, e.g. from `djtrace list`)"
+                f"{shown!r} is not a trace id (ids are hex, e.g. from `djtrace list`)"
             )
         rows = self._all(
             "SELECT id FROM traces WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
@@ -560,11 +631,44 @@ class TraceStore:
         for method, route, duration, queries, phases in self._all(
             f"SELECT method, route, duration, queries, phases FROM traces{where}", params
         ):
+            out.append(
+                (
+                    _str_or_none(method),
+                    _str_or_none(route),
+                    _int_or(duration, 0),
+                    _int_or(queries, 0),
+                    _phases(phases),
+                )
+            )
+        return out
+
+    #: What `stats --by` groups on: the columns that make each group's key.
+    GROUPINGS = {"page": "route, view", "route": "route", "view": "view", "path": "path"}
+
+    def group_rows(
+        self, filters: Filters | None = None, by: str = "page"
+    ) -> list[tuple[str | None, tuple[str | None, ...], int, int, dict[str, int]]]:
+        """(method, key, duration, queries, phases) of each matching trace, for stats: the
+        key is (route, view) for "page", else the one column `by` names (GROUPINGS)."""
+        columns = self.GROUPINGS[by]
+        where, params = (filters or Filters()).where()
+        out = []
+        for method, duration, queries, phases, *key in self._all(
+            f"SELECT method, duration, queries, phases, {columns} FROM traces{where}", params
+        ):
             try:
-                decoded = json.loads(phases) if phases else {}
+                decoded = json.loads(phases) if isinstance(phases, str) and phases else {}
             except ValueError:
                 decoded = {}
-            out.append((method, route, duration, queries, decoded))
+            out.append(
+                (
+                    method if isinstance(method, str) else None,
+                    tuple(k if isinstance(k, str) else None for k in key),
+                    duration if type(duration) is int else 0,
+                    queries if type(queries) is int else 0,
+                    decoded if isinstance(decoded, dict) else {},
+                )
+            )
         return out
 
     # --- reading a damaged file ---------------------------------------------------------------
@@ -591,6 +695,7 @@ class TraceStore:
                     f.seek(92)
                     f.write(b"\0\0\0\0")  # "header page count not valid": use the file size
             source = sqlite3.connect(copy)
+            source.text_factory = _text
             try:
                 kept, lost = _copy_rows(source, memory)
             finally:
@@ -602,8 +707,12 @@ class TraceStore:
 
 
 def _copy_rows(source: sqlite3.Connection, target: sqlite3.Connection) -> tuple[int, int]:
-    seqs = _reachable_seqs(source)
-    kept = lost = 0
+    try:
+        source.execute("SELECT 1 FROM sqlite_master WHERE name = 'traces'").fetchall()
+    except sqlite3.DatabaseError:
+        return 0, 0  # not even the list of tables can be read: nothing can be found
+    seqs, lost = _reachable_seqs(source)
+    kept = 0
     select = f"SELECT seq, {', '.join(COLUMNS)} FROM traces WHERE seq = ?"
     insert = (
         f"INSERT OR IGNORE INTO traces (seq, {', '.join(COLUMNS)}) "
@@ -618,17 +727,22 @@ def _copy_rows(source: sqlite3.Connection, target: sqlite3.Connection) -> tuple[
         if row is None:
             continue
         try:
-            Trace.from_dict(json.loads(row[-1]))
-        except (ValueError, SchemaError, TypeError):
+            _decode(str(row[1]), row[-1])
+            target.execute(insert, row)
+        except (TraceUnreadable, sqlite3.Error, OverflowError):
             lost += 1
             continue
-        target.execute(insert, row)
         kept += 1
     return kept, lost
 
 
-def _reachable_seqs(source: sqlite3.Connection) -> list[int]:
-    """Row numbers to try: from whichever index still reads, else by probing."""
+#: How far the walk over a damaged table steps past rows it cannot read before it stops.
+_GIVE_UP_AFTER = 2000
+
+
+def _reachable_seqs(source: sqlite3.Connection) -> tuple[list[int], int]:
+    """Row numbers to try (from whichever index still reads, else by walking the table),
+    and how many rows between them could not be read."""
     for index in (
         "traces_started_at",
         "traces_duration",
@@ -639,21 +753,33 @@ def _reachable_seqs(source: sqlite3.Connection) -> list[int]:
             rows = source.execute(f"SELECT seq FROM traces INDEXED BY {index}").fetchall()
         except sqlite3.DatabaseError:
             continue
-        return sorted(r[0] for r in rows)
-    # No index is whole: probe row numbers until a long run finds nothing.
-    seqs, misses, seq = [], 0, 0
-    while misses < 2000:
-        seq += 1
+        return sorted(r[0] for r in rows if type(r[0]) is int), 0
+    # No index is whole: walk the table in row order, each step a seek to the next row;
+    # where a seek fails, step over one row number and try again. Every step moves forward
+    # and a long run of failures ends the walk, so a file of garbage ends it quickly.
+    seqs: list[int] = []
+    failed: list[int] = []
+    seq = failures = 0
+    while failures < _GIVE_UP_AFTER and seq < _INT64_MAX:
         try:
-            found = source.execute("SELECT 1 FROM traces WHERE seq = ?", (seq,)).fetchone()
+            row = source.execute(
+                "SELECT seq FROM traces WHERE seq > ? ORDER BY seq LIMIT 1", (seq,)
+            ).fetchone()
         except sqlite3.DatabaseError:
-            found = True  # unreadable, but it is there: count it as lost later
-        if found:
-            seqs.append(seq)
-            misses = 0
-        else:
-            misses += 1
-    return seqs
+            row = ()
+        if row is None:
+            break
+        if not row or type(row[0]) is not int or row[0] <= seq:
+            seq += 1
+            failed.append(seq)
+            failures += 1
+            continue
+        seq = row[0]
+        seqs.append(seq)
+        failures = 0
+    # A failed step between two rows that were read was (probably) a row; past them, not.
+    lost = sum(1 for s in failed if seqs and seqs[0] < s < seqs[-1])
+    return seqs, lost
 
 
 def _create_file(path: Path) -> None:

@@ -232,6 +232,12 @@ class Trace:
                 f"trace schema {schema!r} is not supported by this djtrace "
                 f"(it reads schema {SCHEMA_VERSION}); upgrade djtrace to read it"
             )
+        from djtrace.validate import Invalid, check
+
+        try:
+            check(data)
+        except Invalid as exc:
+            raise SchemaError(f"malformed trace: {exc}") from None
         try:
             trace = cls(
                 request=dict(data.get("request") or {}),
