@@ -12,6 +12,11 @@ and multiprocessing's finalizers for forked children that skip atexit) the queue
 drained, so the traces of a server stopped by SIGTERM or SIGINT are all written. A process
 killed by a signal's default action runs no atexit: `djtrace capture` drains through
 `close_all()` first (see djtrace.cli.autotrace).
+
+A server may still answer requests while the queue drains (runserver's threads serve
+keep-alive connections until the process ends): a trace that finishes after close began
+is written by its own thread, and close returns once such writes have gone quiet, so a
+request answered during the drain is stored too.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ DEFAULT_QUEUE_SIZE = 2000
 BATCH = 200
 LINGER_S = 0.05  # how long the writer waits to fill a batch
 CLOSE_TIMEOUT_S = 30.0
+SETTLE_S = 0.05  # at close: this long without a late trace before the process may end
 
 _STOP = object()
 
@@ -89,9 +95,14 @@ class StoreWriter:
 
     def _reset(self) -> None:
         """A fresh state for this process (after a fork the parent's thread is gone)."""
-        if getattr(self, "_store", None) is not None:
-            _inherited.append(self._store)
+        for inherited in (getattr(self, "_store", None), getattr(self, "_late_store", None)):
+            if inherited is not None:
+                _inherited.append(inherited)
         self._store: TraceStore | None = None  # the writer thread's open store
+        self._late_store: TraceStore | None = None  # for traces that finish after close began
+        self._late_lock = threading.Lock()
+        self._late_writing = 0
+        self._late_at = 0.0  # when the last late write ended
         self._pid = os.getpid()
         self._queue: queue.Queue[Any] = queue.Queue(self.queue_size)
         self._thread: threading.Thread | None = None
@@ -108,7 +119,10 @@ class StoreWriter:
     def __call__(self, trace: Trace) -> None:
         if self._pid != os.getpid():  # forked without the at-fork hook (a C extension)
             self._reset()
-        if self._closed or (self._thread is None and not self._start()):
+        if self._closed:
+            self._write_late([trace])  # the process is ending: this thread may wait
+            return
+        if self._thread is None and not self._start():
             self._drop()
             return
         try:
@@ -183,7 +197,7 @@ class StoreWriter:
                 logger.warning("djtrace: could not serialize trace %s", trace.id, exc_info=True)
         try:
             if store is None:
-                store = self._store = TraceStore.open(self.path, create=True)
+                store = TraceStore.open(self.path, create=True)
             if rows:
                 store.add_rows(rows, self.max_traces)
                 self.written += len(rows)
@@ -201,6 +215,29 @@ class StoreWriter:
             return None
         return store
 
+    def _write_late(self, traces: list[Trace]) -> None:
+        """Write traces that finished after close began, in the calling thread."""
+        with self._lock:
+            self._late_writing += 1
+        try:
+            with self._late_lock, _in_sqlite:
+                self._late_store = self._write(self._late_store, traces)
+        except Exception:  # the interpreter may be shutting down around us
+            self.failed += len(traces)
+        finally:
+            with self._lock:
+                self._late_writing -= 1
+                self._late_at = time.monotonic()
+
+    def _settle(self, deadline: float) -> None:
+        """Until no late write is under way and none has ended for SETTLE_S (or deadline)."""
+        while time.monotonic() < deadline:
+            with self._lock:
+                quiet = not self._late_writing and time.monotonic() - self._late_at >= SETTLE_S
+            if quiet:
+                return
+            time.sleep(SETTLE_S / 5)
+
     # --- flushing -----------------------------------------------------------------------------
 
     def flush(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
@@ -215,34 +252,50 @@ class StoreWriter:
         return done.wait(timeout)
 
     def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
-        """Write what is queued and stop the thread (atexit; idempotent)."""
+        """Write what is queued and stop the thread (atexit; idempotent).
+
+        From here on a finished trace is written by the thread that finished it; close
+        returns once those writes have gone quiet for SETTLE_S (or at the timeout).
+        """
         with self._lock:
             if self._closed or self._pid != os.getpid():
                 return
             self._closed = True
             thread = self._thread
-        if thread is None:
-            return
-        try:
-            self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:
-            pass
-        thread.join(timeout)
-        left = self._queue.qsize()
-        if thread.is_alive() and left:
-            print(
-                f"djtrace: {left} trace{'' if left == 1 else 's'} not written to {self.path} "
-                "(store busy)",
-                file=sys.stderr,
-                flush=True,
-            )
+        deadline = time.monotonic() + timeout
+        if thread is not None:
+            try:
+                self._queue.put(_STOP, timeout=timeout)
+            except queue.Full:
+                pass
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                left = self._queue.qsize()
+                print(
+                    f"djtrace: {left} trace{'' if left == 1 else 's'} not written to "
+                    f"{self.path} (store busy)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return
+            # Put on the queue after the thread's last look (they passed the closed check first).
+            left_behind = []
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, Trace):
+                    left_behind.append(item)
+            if left_behind:
+                self._write_late(left_behind)
+        self._settle(deadline)
 
 
 def close_all(timeout: float = CLOSE_TIMEOUT_S) -> None:
     """Write what every writer of this process has queued, then stop them (idempotent).
 
-    For a process about to die without atexit (a signal's default action). Writers
-    closed here drop, and count, any trace that finishes afterwards.
+    For a process about to die without atexit (a signal's default action).
     """
     deadline = time.monotonic() + timeout
     for writer in list(_writers):
