@@ -2,7 +2,8 @@
 
 A body is kept only when it is small (under the cap and Django's own upload limit), not a
 multipart upload, and text. Form and JSON fields with sensitive-looking names are
-redacted; any other body that mentions a sensitive-looking name is left out entirely.
+redacted (names read decoded, as Django reads them: `p%61ssword=` is a password); any
+other body that mentions a sensitive-looking name, plain or percent-encoded, is left out.
 Reading `request.body` first is safe: Django keeps the bytes and the view reads the same.
 """
 
@@ -71,13 +72,13 @@ def redact_body(text: str, content_type: str) -> str | None:
             pass
         else:
             return json.dumps(_redact_json(data), ensure_ascii=False, separators=(",", ":"))
-    return None if redact.is_sensitive(text) else text
+    return None if redact.is_sensitive(text) or redact.is_sensitive(redact.decoded(text)) else text
 
 
 def _redact_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {
-            k: (redact.REDACTED if redact.is_sensitive(str(k)) else _redact_json(v))
+            k: (redact.REDACTED if redact.is_sensitive(redact.decoded(str(k))) else _redact_json(v))
             for k, v in value.items()
         }
     if isinstance(value, list):

@@ -1,6 +1,10 @@
 """What never leaves the request: secret headers, sensitive query keys, SQL parameters
 bound to sensitive-looking columns.
 
+Names are judged as Django reads them, percent-decoded (`p%61ssword` is `password`), and
+`;` separates pairs as `&` does (some servers and frameworks split on it). Header values
+that carry pairs (a Referer's query string) are redacted like a query string.
+
 Decisions about an SQL string are cached per string, so redacting a query's parameters
 costs a dict lookup when nothing in it is sensitive.
 """
@@ -11,6 +15,7 @@ import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
+from urllib.parse import unquote_plus
 
 REDACTED = "[redacted]"
 
@@ -34,8 +39,25 @@ _SENSITIVE = re.compile(
 )
 
 
+#: Header names that carry a session or a credential without saying "token" or "auth".
+_SECRET_HEADER = re.compile(r"session|refresh|jwt|bearer|ticket|(?:^|[-_])sid(?:$|[-_])", re.I)
+
+
 def is_sensitive(name: str) -> bool:
     return _SENSITIVE.search(name) is not None
+
+
+def decoded(text: str) -> str:
+    """`text` percent- and plus-decoded as Django decodes a query string; again while that
+    changes it (a name encoded twice is still a secret's name), at most three times."""
+    for _ in range(3):
+        if "%" not in text and "+" not in text:
+            break
+        plain = unquote_plus(text, errors="replace")
+        if plain == text:
+            break
+        text = plain
+    return text
 
 
 def _header_name(key: str) -> str | None:
@@ -57,7 +79,12 @@ def _headers_in(keys: tuple[str, ...]) -> tuple[tuple[str, str, bool], ...]:
     for key in keys:
         name = _header_name(key)
         if name is not None:
-            secret = name in SECRET_HEADERS or is_sensitive(name.replace("-", "_"))
+            plain = decoded(name).replace("-", "_")
+            secret = (
+                name in SECRET_HEADERS
+                or is_sensitive(plain)
+                or _SECRET_HEADER.search(plain) is not None
+            )
             found.append((key, name, secret))
     return tuple(found)
 
@@ -69,19 +96,39 @@ def headers_from_meta(meta: Mapping[str, Any], extra_secret: frozenset[str] = fr
         if secret or name in extra_secret:
             out[name] = REDACTED
         else:
-            out[name] = str(meta[key])[:512]
+            value = str(meta[key])[:512]
+            out[name] = header_value(value) if "=" in value else value
     return out
 
 
+def header_value(value: str) -> str:
+    """A header's value with the pairs it carries redacted: a URL's query string (Referer,
+    Origin, Location…) or `name=value` pairs of its own."""
+    base, sep, rest = value.partition("?")
+    if sep:
+        return base + sep + query_string(rest)
+    return query_string(value)
+
+
+_PAIRS = re.compile(r"([&;#])")
+#: `name=` inside a value (a URL or form passed along in a parameter, like ?next=…).
+_NESTED = re.compile(rf"(?:{_SENSITIVE.pattern})[\w.\-\[\]]*\s*=", re.IGNORECASE)
+
+
 def query_string(qs: str) -> str:
-    """The query string with values of sensitive-looking keys replaced."""
-    if not qs or not _SENSITIVE.search(qs):
+    """The query string (or form body) with the values of sensitive-looking keys replaced,
+    keys read as Django reads them (decoded); a value that carries such a pair of its own
+    (`?next=/login%3Fpassword%3D…`) is replaced whole."""
+    if not qs:
         return qs
-    parts = []
-    for pair in qs.split("&"):
-        key, sep, _ = pair.partition("=")
-        parts.append(f"{key}{sep}{REDACTED}" if sep and is_sensitive(key) else pair)
-    return "&".join(parts)
+    if not _SENSITIVE.search(qs) and ("%" not in qs or not _SENSITIVE.search(decoded(qs))):
+        return qs
+    parts = _PAIRS.split(qs)  # pairs at even indexes, their separators between
+    for i in range(0, len(parts), 2):
+        key, sep, value = parts[i].partition("=")
+        if sep and (is_sensitive(decoded(key)) or _NESTED.search(decoded(value))):
+            parts[i] = f"{key}{sep}{REDACTED}"
+    return "".join(parts)
 
 
 _TOKEN = re.compile(
