@@ -1,4 +1,8 @@
-"""Aggregates over many traces: per-route percentiles of the duration and of each phase kind.
+"""Aggregates over many traces: per-page percentiles of the duration and of each phase kind.
+
+A page is what identifies it to its developer: its route and the view that served it (a
+DRF viewset's action: `BookViewSet.list`). One route served by several views, as a
+catch-all route is, is split by view; a route with one view is shown as the route.
 
 Works on plain summary values (as the trace store keeps them), not on whole traces, so a
 store of thousands of traces aggregates without decoding a single span.
@@ -66,6 +70,40 @@ def by_route(
     for stats in groups.values():
         stats.durations.sort()
     return list(groups.values())
+
+
+def _short_view(view: str) -> str:
+    """`app.views.BookViewSet.list` -> `BookViewSet.list`; `app.views.index` -> `views.index`."""
+    parts = view.split(".")
+    for i, part in enumerate(parts):
+        if part[:1].isupper():  # the class: from there on
+            return ".".join(parts[i:])
+    return ".".join(parts[-2:])
+
+
+def by_group(
+    rows: Iterable[tuple[str | None, tuple[str | None, ...], int, int, dict[str, int]]],
+    by: str = "page",
+) -> list[RouteStats]:
+    """Group (method, key, duration, queries, phases) rows (TraceStore.group_rows) by method
+    and key. For "page" the key is (route, view), labelled by the route alone unless the
+    route has several views among the rows; otherwise the key is one value, its own label."""
+    keyed: list[tuple[str | None, str, int, int, dict[str, int]]] = []
+    rows = list(rows)
+    views_of: dict[str | None, set[str | None]] = defaultdict(set)
+    if by == "page":
+        for _, key, *_rest in rows:
+            views_of[key[0]].add(key[1])
+    for method, key, duration, queries, phases in rows:
+        if by == "page":
+            route, view = key
+            label = route if route is not None else NO_ROUTE
+            if len(views_of[route]) > 1 and view:
+                label = f"{label} · {_short_view(view)}"
+        else:
+            label = key[0] if key[0] is not None else f"(no {by})"
+        keyed.append((method, label, duration, queries, phases))
+    return by_route(keyed)
 
 
 def phase_names(stats: Iterable[RouteStats], q: float = 95) -> list[str]:

@@ -176,8 +176,82 @@ def _params_key(params: Any) -> str:
     return repr(params)
 
 
+#: Statements that manage a transaction: counted as queries (as Django counts them), never
+#: an N+1 or a duplicate (ten atomic blocks commit ten times, and that is the point).
+_CONTROL = re.compile(
+    r"\s*(?:BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE\s+SAVEPOINT|START\s+TRANSACTION)\b",
+    re.IGNORECASE,
+)
+_PLACEHOLDER = re.compile(r"%\(\w+\)s|%s|\?")
+# The column a placeholder is compared with: `"table"."column" = %s`, `col IN (%s`.
+_COMPARED = re.compile(
+    r"((?:[\"`]?\w+[\"`]?\.)?[\"`]?\w+[\"`]?)\s*(?:=|<>|!=|<=|>=|<|>|\bLIKE|\bIN\s*\()\s*\(?\s*$",
+    re.IGNORECASE,
+)
+_MAX_VALUES = 5
+
+
+def is_control(sql: str) -> bool:
+    """Whether `sql` is BEGIN, COMMIT, ROLLBACK or a savepoint statement."""
+    return _CONTROL.match(sql) is not None
+
+
+def _place(span: Span) -> str:
+    """Where a query came from, for grouping: its template line if a template ran it."""
+    return f"{span.attrs.get('template') or ''}|{span.attrs.get('source') or ''}"
+
+
+def _where(source: str | None, template: str | None) -> str:
+    if template:
+        return f"template {template}" + (f" (rendered from {source})" if source else "")
+    return source or ""
+
+
+def _column(sql: str, position: int) -> str | None:
+    """The column the `position`-th placeholder of `sql` is compared with, if plain."""
+    for index, match in enumerate(_PLACEHOLDER.finditer(sql)):
+        if index == position:
+            found = _COMPARED.search(sql, 0, match.start())
+            return found.group(1).replace('"', "").replace("`", "") if found else None
+    return None
+
+
+def _differing(spans: list[Span]) -> tuple[str, list[Any]]:
+    """What tells similar queries apart: the first parameter whose value differs, named by
+    its column where the SQL says it, and its values in the order the queries ran."""
+    rows = [s.attrs.get("params") for s in spans]
+    rows = [r for r in rows if isinstance(r, (list, tuple))]
+    width = min((len(r) for r in rows), default=0)
+    for position in range(width):
+        values = [r[position] for r in rows]
+        if len({_params_key(v) for v in values}) > 1:
+            name = _column(str(spans[0].attrs.get("sql", "")), position)
+            return name or f"parameter {position + 1}", values
+    return "parameters", [tuple(r) for r in rows] if rows else []
+
+
+def _values_text(values: list[Any]) -> tuple[str, int]:
+    distinct: list[Any] = []
+    seen: set[str] = set()
+    for value in values:
+        key = _params_key(value)
+        if key not in seen:
+            seen.add(key)
+            distinct.append(value)
+    shown = ", ".join(str(v) for v in distinct[:_MAX_VALUES])
+    if len(distinct) > _MAX_VALUES:
+        shown += f", … ({len(distinct)} values)"
+    return shown, len(distinct)
+
+
 def findings(trace: Trace) -> list[dict[str, Any]]:
-    """N+1 patterns, exact duplicate queries and errors, most costly first."""
+    """N+1 patterns, exact duplicate queries and errors, most costly first.
+
+    One problem is one finding: queries that repeat each other exactly inside an N+1 are
+    counted in it (`duplicates`), not reported again. A query a template ran (an attribute
+    lookup) is placed at the template's line (`template`) as well as the user's line that
+    rendered it (`source`).
+    """
     found: list[dict[str, Any]] = []
     similar: dict[tuple[str, str], list[Span]] = defaultdict(list)
     exact: dict[tuple[str, str], list[Span]] = defaultdict(list)
@@ -185,35 +259,63 @@ def findings(trace: Trace) -> list[dict[str, Any]]:
         if span.phase != "db.query":
             continue
         sql = span.attrs.get("sql", "")
-        similar[(fingerprint(sql), span.attrs.get("source", ""))].append(span)
+        if is_control(sql):
+            continue
+        similar[(fingerprint(sql), _place(span))].append(span)
         exact[(sql, _params_key(span.attrs.get("params")))].append(span)
-    for (shape, source), spans in similar.items():
-        if (
-            len(spans) >= N_PLUS_ONE_THRESHOLD
-            and len({_params_key(s.attrs.get("params")) for s in spans}) > 1
-        ):
-            found.append(
-                {
-                    "kind": "n+1",
-                    "count": len(spans),
-                    "fingerprint": shape,
-                    "source": source or None,
-                    "duration": sum(s.duration for s in spans),
-                    "message": f"{len(spans)} similar queries{' from ' + source if source else ''}",
-                }
-            )
+    in_n_plus_one: set[int] = set()
+    for (shape, _), spans in similar.items():
+        keys = [_params_key(s.attrs.get("params")) for s in spans]
+        if len(spans) < N_PLUS_ONE_THRESHOLD or len(set(keys)) < 2:
+            continue
+        in_n_plus_one.update(s.id for s in spans)
+        first = spans[0].attrs
+        source, template = first.get("source") or None, first.get("template") or None
+        where = _where(source, template)
+        column, values = _differing(spans)
+        shown, distinct = _values_text(values)
+        repeats = len(spans) - len(set(keys))
+        message = f"{len(spans)} similar queries{' from ' + where if where else ''}"
+        message += f", one per {column}: {shown}"
+        if repeats:
+            message += f"; {repeats} of them repeat an earlier one exactly"
+        finding: dict[str, Any] = {
+            "kind": "n+1",
+            "count": len(spans),
+            "fingerprint": shape,
+            "source": source,
+            "duration": sum(s.duration for s in spans),
+            "differs": column,
+            "values": distinct,
+            "duplicates": repeats,
+            "message": message,
+        }
+        if template:
+            finding["template"] = template
+        found.append(finding)
     for (sql, _), spans in exact.items():
-        if len(spans) >= 2:
-            found.append(
-                {
-                    "kind": "duplicate",
-                    "count": len(spans),
-                    "fingerprint": fingerprint(sql),
-                    "source": spans[0].attrs.get("source"),
-                    "duration": sum(s.duration for s in spans),
-                    "message": f"the same query with the same parameters ran {len(spans)} times",
-                }
-            )
+        if len(spans) < 2 or all(s.id in in_n_plus_one for s in spans):
+            continue
+        first = spans[0].attrs
+        source, template = first.get("source") or None, first.get("template") or None
+        where = _where(source, template)
+        values = first.get("params")
+        message = f"the same query with the same parameters ran {len(spans)} times"
+        if values:
+            message += f" ({', '.join(str(v) for v in values)})"
+        if where:
+            message += f" from {where}"
+        finding = {
+            "kind": "duplicate",
+            "count": len(spans),
+            "fingerprint": fingerprint(sql),
+            "source": source,
+            "duration": sum(s.duration for s in spans),
+            "message": message,
+        }
+        if template:
+            finding["template"] = template
+        found.append(finding)
     kids = children_of(trace)
     for span in trace.spans:
         if span.error is not None and not any(c.error for c in kids.get(span.id, ())):
@@ -228,6 +330,8 @@ def findings(trace: Trace) -> list[dict[str, Any]]:
                     "message": f"{span.error['type']}: {span.error['message']}",
                 }
             )
+    for note in trace.where.get("hooks_displaced") or ():
+        found.append({"kind": "hook", "count": 1, "duration": 0, "message": str(note)})
     found.sort(key=lambda f: (f["kind"] != "error", -f["duration"]))
     return found
 

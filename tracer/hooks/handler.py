@@ -29,6 +29,7 @@ from django.core.handlers.base import BaseHandler
 from django.core.handlers.wsgi import WSGIHandler
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from djtrace import body, loadtag, redact
+from djtrace.hooks.caller_warnings import call_as_caller, first_anext_as_caller
 from djtrace.model import (
     ATTRS,
     END,
@@ -522,7 +523,9 @@ def _streamed(entry: _Open, chunks: Iterator[Any], runs_code: bool) -> Iterator[
         span[ATTRS] = {"bytes": sent, "chunks": count}
 
 
-async def _astreamed(entry: _Open, chunks: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _astreamed(
+    entry: _Open, chunks: AsyncIterator[Any], warns: bool = False
+) -> AsyncIterator[Any]:
     trace, root, collector = entry.trace, entry.root, entry.collector
     span = entry.body = open_span(trace, root, "response.stream", "body")
     parent = span if span is not None else root
@@ -532,7 +535,11 @@ async def _astreamed(entry: _Open, chunks: AsyncIterator[Any]) -> AsyncIterator[
         while True:
             token = current.set(state)
             try:
-                chunk = await chunks.__anext__()
+                if warns:  # Django's warning names whoever iterates this, not this
+                    warns = False
+                    chunk = await first_anext_as_caller(chunks)
+                else:
+                    chunk = await chunks.__anext__()
             except StopAsyncIteration:
                 return
             finally:
@@ -548,7 +555,9 @@ async def _astreamed(entry: _Open, chunks: AsyncIterator[Any]) -> AsyncIterator[
 
 def _iter(original: Any) -> Any:
     def __iter__(self: HttpResponseBase) -> Iterator[Any]:
-        chunks = original(self)
+        # An async body served synchronously: Django warns, naming this method's caller.
+        async_body = getattr(self, "is_async", False)
+        chunks = call_as_caller(original, self) if async_body else original(self)
         entry = _entry(self) if _open else None
         if entry is None or entry.streaming:
             return chunks
@@ -565,7 +574,8 @@ def _aiter(original: Any) -> Any:
         if entry is None or entry.streaming:
             return chunks
         entry.streaming = True
-        return _astreamed(entry, chunks)
+        # A sync body served asynchronously: Django warns at the first chunk.
+        return _astreamed(entry, chunks, warns=not self.is_async)
 
     return __aiter__
 

@@ -27,6 +27,17 @@ def _match_attrs(match: ResolverMatch, args: int, kwargs: list[str]) -> dict[str
     }
 
 
+def _view_path(match: ResolverMatch, request: Any) -> str:
+    """The view's dotted path; for a DRF viewset, its action's (`app.views.BookViewSet.list`):
+    one viewset serves a route per action, and the action is what the developer knows."""
+    actions = getattr(match.func, "actions", None)
+    if type(actions) is dict:
+        action = actions.get(request.method.lower())
+        if action:
+            return f"{match._func_path}.{action}"
+    return match._func_path
+
+
 def _resolve_request(original: Any) -> Any:
     def resolve_request(self: BaseHandler, request: Any) -> Any:
         state = current.get()
@@ -54,7 +65,7 @@ def _resolve_request(original: Any) -> Any:
             span[ATTRS] = (_match_attrs, match, len(match.args), list(match.kwargs))
             request_info = state.trace.request
             request_info["route"] = route
-            request_info["view"] = match._func_path
+            request_info["view"] = _view_path(match, request)
             request_info["url_name"] = match.view_name
         leave(state, span)
         return match
