@@ -23,7 +23,7 @@ import typer
 from djtrace.cli.diff_cmd import render_diff
 from djtrace.cli.errors import CliError
 from djtrace.cli.inprocess import RequestSpec, run
-from djtrace.cli.project import setup_django
+from djtrace.cli.project import setup_project
 from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
 from djtrace.cli.store_access import StoreOption, finish, load_trace, store_path
 from djtrace.compare import compare
@@ -202,7 +202,7 @@ def _setup(
     if not pythonpath and summary is not None and summary.cwd and os.path.isdir(summary.cwd):
         pythonpath = summary.cwd  # where the captured server ran
     try:
-        module = setup_django(settings, pythonpath)
+        project = setup_project(settings, pythonpath)
     except CliError as exc:
         if source.startswith("the ones"):
             raise CliError(
@@ -211,7 +211,9 @@ def _setup(
                 exc.code,
             ) from None
         raise
-    return Text(f"in-process, with settings {module} ({source})", "dim")
+    if project.source == "manage.py" and not settings:  # found where the user is
+        source = f"from {project.root}/manage.py: the trace does not say which it ran with"
+    return Text(f"in-process, with settings {project.settings} ({source})", "dim")
 
 
 def _headline(original: Trace) -> Text:

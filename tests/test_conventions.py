@@ -339,3 +339,19 @@ def test_fail_on_error_exits_1_on_a_5xx_after_showing_it():
     assert not_found.returncode == 0, "a 4xx is the app's answer, not a server error"
     unchecked = run_djtrace("request", "/boom/")
     assert unchecked.returncode == 0
+
+
+def test_replay_of_a_trace_without_settings_runs_the_project_found_here(tmp_path: Path):
+    root = write_project(tmp_path / "site")
+    recorded = djtrace_in(root, "request", "/hello/", "--format", "json")
+    assert recorded.returncode == 0, recorded.stderr
+    document = json.loads(recorded.stdout)
+    document["where"].pop("settings", None)  # as from an older capture
+    (tmp_path / "hello.json").write_text(json.dumps(document))
+    result = djtrace_in(root, "replay", str(tmp_path / "hello.json"))
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"with settings shop.settings (from {root.resolve()}/manage.py: the trace does not say"
+        in result.stdout
+    )
+    assert "view shop.views.hello" in result.stdout
