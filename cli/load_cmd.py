@@ -26,7 +26,9 @@ from djtrace.cli.errors import CliError
 from djtrace.cli.load_render import render_compare, render_run, render_runs
 from djtrace.cli.load_server import Server, bind_command, check_loopback_url, free_port
 from djtrace.cli.load_targets import from_store, log_in, parse_weighted
+from djtrace.cli.report_cmd import write_report
 from djtrace.cli.store_access import StoreOption, store_path
+from djtrace.cli.timeline_cmd import show_run_timeline
 from djtrace.exporters.run_store import (
     RunNotFound,
     count_run_traces,
@@ -175,6 +177,13 @@ def load(
         str | None,
         typer.Option("--against", metavar="RUN", help="Compare with a kept run, stage by stage."),
     ] = None,
+    timeline: Annotated[
+        bool, typer.Option("--timeline", help="Also draw the knee stage's lanes, per thread.")
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option("--report", metavar="FILE", help="Also write a self-contained HTML report."),
+    ] = None,
 ) -> None:
     """The concurrency lab: load a server on loopback; how many requests at once, what gives?"""
     console = Console(highlight=False)
@@ -251,6 +260,10 @@ def load(
     if against:
         other = _read_run(path, against)
         render_compare(console, other, run, compare_runs(other, run))
+    if timeline:
+        show_run_timeline(console, path, run)
+    if report is not None:
+        write_report(console, path, run, report)
     if run["interrupted"]:
         raise typer.Exit(130)
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import inspect
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from djtrace.cli.errors import CliError
 from djtrace.cli.render import plural
 from djtrace.cli.store_access import PathFilter, PidFilter, StoreOption, store_path, warn
 from djtrace.cli.timeline import DEFAULT_ROWS, render_timeline
-from djtrace.cli.timeline_data import DEFAULT_LIMIT, make_selection, read_window
+from djtrace.cli.timeline_data import DEFAULT_LIMIT, Selection, make_selection, read_window
 from djtrace.lab import timeline as lanes
+from djtrace.lab.document import stage_label
 from rich.console import Console
 from rich.text import Text
 
@@ -137,3 +138,48 @@ def _meets(bar: lanes.Bar, lo: int, hi: int) -> bool:
 
 
 timeline.__doc__ = inspect.cleandoc(timeline.__doc__ or "") + "\n\n" + TIMELINE_EXAMPLES
+
+
+def knee_stage(run: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The stage a run's timeline shows, and why: the knee, else the peak, else the last."""
+    summary = run.get("summary") or {}
+    stages = [s for s in run.get("stages") or [] if s.get("count")]
+    for key, why in (("knee_stage", "the knee"), ("peak_stage", "peak throughput")):
+        index = summary.get(key)
+        for stage in stages:
+            if stage["index"] == index:
+                return stage, why
+    return (stages[-1], "the last stage") if stages else None
+
+
+def stage_timeline(
+    store_file: Path, run: dict[str, Any], stage: dict[str, Any], limit: int = DEFAULT_LIMIT
+) -> lanes.Timeline | None:
+    """The measured window of one stage of a run (warm-up left out), or None: no traces."""
+    selection = Selection(
+        since=stage["window_start_ns"], until=stage["window_end_ns"], run=run["run_id"]
+    )
+    selection.stage = stage["index"]
+    window = read_window(store_file, selection, limit)
+    if not window.traces:
+        return None
+    built = lanes.build(window.traces)
+    lo = max(built.start, stage["window_start_ns"])
+    hi = min(built.end, stage["window_end_ns"])
+    return lanes.zoom(built, lo, hi) if hi > lo else built
+
+
+def show_run_timeline(console: Console, store_file: Path, run: dict[str, Any]) -> None:
+    """`djtrace load … --timeline`: the knee stage's lanes under the run's report."""
+    chosen = knee_stage(run)
+    built = stage_timeline(store_file, run, chosen[0]) if chosen is not None else None
+    if chosen is None or built is None:
+        console.print(Text("timeline: no traces of this run in the store", "dim"))
+        return
+    stage, why = chosen
+    what = f"run {run['run_id']} · stage {stage['index']} ({stage_label(stage)}: {why})"
+    console.print()
+    console.print(
+        render_timeline(built, console.width, DEFAULT_ROWS, console.color_system is None, what),
+        crop=False,
+    )

@@ -250,12 +250,17 @@ def bar_of(trace: Trace) -> Bar:
     )
 
 
-def pack(bars: Sequence[Bar]) -> list[list[Bar]]:
-    """Rows of bars that do not overlap, first fit in arrival order."""
+#: Overlap a row tolerates: a keep-alive client sends its next request as soon as it has the
+#: body, a moment before the server's thread closes the previous response.
+PACK_SLACK_NS = 1_000_000
+
+
+def pack(bars: Sequence[Bar], slack: int = PACK_SLACK_NS) -> list[list[Bar]]:
+    """Rows of bars that do not overlap (by more than `slack`), first fit by arrival."""
     rows: list[list[Bar]] = []
     for bar in sorted(bars, key=lambda b: (b.arrival, b.start)):
         for row in rows:
-            if row[-1].end <= bar.arrival:
+            if row[-1].end <= bar.arrival + slack:
                 row.append(bar)
                 break
         else:
