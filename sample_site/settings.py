@@ -37,8 +37,9 @@ MIDDLEWARE = [
     "djtrace.sample_site.middleware.ServerTimingMiddleware",
 ]
 if os.environ.get("DJTRACE_SAMPLE_SYNC_MIDDLEWARE") == "1":
-    # Sync only: under ASGI every request hops to a thread for it (the lab shows the hops).
-    MIDDLEWARE.append("djtrace.sample_site.lab_middleware.SyncOnlyMiddleware")
+    # Sync only and outermost: under ASGI every request hops to a thread for it and back to
+    # the event loop for the async layers inside (the lab shows the hops).
+    MIDDLEWARE.insert(0, "djtrace.sample_site.lab_middleware.SyncOnlyMiddleware")
 
 ROOT_URLCONF = "djtrace.sample_site.urls"
 WSGI_APPLICATION = "djtrace.sample_site.wsgi.application"
