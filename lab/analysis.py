@@ -20,7 +20,7 @@ BEFORE = "before Django"
 INSIDE = "inside Django"
 AFTER = "after (body to client)"
 BUSY = 0.8  # a lane busier than this share of the stage is taken as saturated
-KNEE_SHARE = 0.9  # the knee: the first stage reaching this share of peak throughput
+KNEE_SHARE = 0.85  # the knee: the first stage reaching this share of peak throughput
 
 
 def spread(values: Iterable[int]) -> dict[str, int]:
@@ -155,6 +155,22 @@ def growth(first: dict[str, Any], last: dict[str, Any]) -> list[tuple[str, int]]
     return sorted(rows, key=lambda row: row[1], reverse=True)
 
 
+def _off_cpu_growth(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Why the busy threads were busy, when their wall time grew and their CPU time did not."""
+    cpu_a, cpu_b = a.get("cpu") or {}, b.get("cpu") or {}
+    if not cpu_a or not cpu_b:
+        return ""
+    wall_a, wall_b = _mean(a.get("split") or {}, INSIDE), _mean(b.get("split") or {}, INSIDE)
+    grew_wall = wall_b - wall_a
+    grew_cpu = cpu_b["mean_cpu_ns"] - cpu_a["mean_cpu_ns"]
+    if grew_wall > max(0.2 * wall_a, 5_000_000) and grew_cpu < 0.3 * grew_wall:
+        return (
+            f"; inside Django each took +{_ms(grew_wall)} with no more CPU "
+            f"({_ms(cpu_b['mean_cpu_ns'])} of {_ms(wall_b)}): its threads waited for the GIL"
+        )
+    return ""
+
+
 def _why(name: str, first: dict[str, Any], last: dict[str, Any]) -> str:
     """A few words on what the growing part is waiting for."""
     a, b = first.get("analysis") or {}, last.get("analysis") or {}
@@ -163,7 +179,8 @@ def _why(name: str, first: dict[str, Any], last: dict[str, Any]) -> str:
     cpu_a, cpu_b = a.get("cpu") or {}, b.get("cpu") or {}
     if name == BEFORE:
         if busy >= BUSY:
-            return f"all {lanes} worker threads were busy (waiting for a worker)"
+            why = f"all {lanes} worker threads were busy (waiting for a worker)"
+            return why + _off_cpu_growth(a, b)
         if cpu_b.get("cpu_share", 0) >= 0.5:
             return (
                 f"worker threads were free ({busy:.0%} busy) but their requests ran Python: "
@@ -243,11 +260,12 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
                 f"up to {within['concurrency']} concurrent requests p99 stays under {slo_ms:g} ms"
             )
         knee_stage = closed[knee] if knee is not None else peak
-        rising = (
-            knee_stage is closed[-1]
-            and len(closed) > 1
-            and closed[-2]["throughput"] < KNEE_SHARE * closed[-1]["throughput"]
-        )
+        rising = False
+        if knee_stage is closed[-1] and len(closed) > 1:
+            # Rising: the last step of load still bought a quarter of its linear gain.
+            prev, last = closed[-2], closed[-1]
+            gain = last["throughput"] / prev["throughput"] - 1 if prev["throughput"] else 0
+            rising = gain >= 0.25 * (last["concurrency"] / prev["concurrency"] - 1)
         out["still_rising"] = rising
         if rising:
             out["knee_stage"] = None
