@@ -20,6 +20,7 @@ from typing import Annotated
 from urllib.parse import quote, urlsplit
 
 import typer
+from djtrace.cli import break_cli
 from djtrace.cli.diff_cmd import render_diff
 from djtrace.cli.errors import CliError
 from djtrace.cli.inprocess import RequestSpec, run
@@ -42,6 +43,7 @@ EXAMPLES = """
   djtrace replay 3f9a2c --target http://127.0.0.1:8000
   djtrace replay books.json --settings mysite.settings --pythonpath ~/src/mysite
   djtrace replay latest --cold                   [dim]# no warm-up run first[/]
+  djtrace replay latest --break-on 'sql~/UPDATE .*stock/'  [dim]# stop in pdb at that query[/]
 """
 
 REPLAY_HEADER = "X-Djtrace-Replay"
@@ -273,6 +275,8 @@ def replay(
         float,
         typer.Option("--hide-under", metavar="MS", min=0, help="Hide detail spans under MS."),
     ] = DEFAULT_HIDE_UNDER_MS,
+    break_on: break_cli.BreakOnOption = None,
+    nth: break_cli.NthOption = 1,
 ) -> None:
     """Re-run a captured request and compare it with the original, phase by phase.
 
@@ -284,6 +288,9 @@ def replay(
     use_asgi = asgi if asgi is not None else original.where.get("mode") == "async"
     if target and user:
         raise CliError("--user works in-process only; a --target server needs its own login")
+    if target and break_on:
+        raise CliError("--break-on works in-process only, not with --target")
+    breakpoints = break_cli.parse_break_on(break_on, nth)
     spec, notes = request_spec(original, user, use_asgi)
     console = Console()
     console.print(_headline(original), soft_wrap=True)
@@ -298,7 +305,8 @@ def replay(
         console.print(_setup(settings, pythonpath, original, summary), soft_wrap=True)
         if not cold:
             run(spec)  # warm-up: pays this process's one-time costs; not shown
-        replays = [run(spec) for _ in range(repeat)]
+        with break_cli.armed(breakpoints, nth):  # not in the warm-up: it is not shown
+            replays = [run(spec) for _ in range(repeat)]
     shown = sorted(replays, key=lambda t: t.duration)[(len(replays) - 1) // 2]
     console.print()
     console.print(render_trace(shown, hide_under_ms=hide_under))

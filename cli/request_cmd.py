@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 from djtrace import Trace
-from djtrace.cli import otlp_cli
+from djtrace.cli import break_cli, otlp_cli
 from djtrace.cli.errors import CliError
 from djtrace.cli.inprocess import HTTP_METHODS, RequestSpec, parse_header, run
 from djtrace.cli.project import setup_project
@@ -171,6 +171,8 @@ def request(
     otlp_endpoint: otlp_cli.EndpointOption = None,
     otlp_protocol: otlp_cli.ProtocolOption = None,
     service_name: otlp_cli.ServiceOption = None,
+    break_on: break_cli.BreakOnOption = None,
+    nth: break_cli.NthOption = 1,
 ) -> None:
     """Trace one request in-process through your project's full stack; show where its time went."""
     method, path = _parse_target(target)
@@ -179,10 +181,12 @@ def request(
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", content_type))
     otlp_cli.check_options(otlp, otlp_endpoint, otlp_protocol, service_name)
+    breakpoints = break_cli.parse_break_on(break_on, nth)
     project = setup_project(settings, pythonpath)
     exporting = otlp_cli.prepare(otlp_endpoint, otlp_protocol) if otlp else None
     spec = RequestSpec(method, path, headers, body, user, host, enforce_csrf, asgi)
-    traces = [run(spec) for _ in range(repeat)]
+    with break_cli.armed(breakpoints, nth):
+        traces = [run(spec) for _ in range(repeat)]
     shown = sorted(traces, key=lambda t: t.duration)[(len(traces) - 1) // 2]  # median_low
     # On stderr: stdout stays the tree or the JSON alone, and a terminal still shows it.
     Console(stderr=True, highlight=False).print(project.describe(), style="dim", soft_wrap=True)
@@ -212,4 +216,4 @@ def _fail_on_server_errors(traces: list[Trace]) -> None:
         raise CliError(f"{runs} answered {status} (--fail-on-error)", code=1)
 
 
-request.__doc__ = (request.__doc__ or "") + "\n\n" + EXAMPLES
+request.__doc__ = (request.__doc__ or "") + "\n\n" + EXAMPLES + break_cli.EXAMPLES

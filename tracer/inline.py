@@ -14,17 +14,27 @@ make) are traced; ORM work done outside any request is kept too, as `t.bare`.
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from djtrace.installer import install
 from djtrace.model import Span, Trace, current_thread_name
 from djtrace.recorder import State, clock, current, finish_trace, thread_id
 
+if TYPE_CHECKING:
+    from djtrace.breakpoints import Breakpoints
+
 
 class TraceSession:
     """What `trace()` collected: finished request traces and bare work."""
 
-    def __init__(self) -> None:
+    def __init__(self, break_on: str | Sequence[str] | None = None, nth: int = 1) -> None:
+        self._breakpoints: Breakpoints | None = None
+        if break_on:
+            from djtrace.breakpoints import Breakpoints
+
+            specs = [break_on] if isinstance(break_on, str) else list(break_on)
+            self._breakpoints = Breakpoints(specs, nth)  # a bad one fails here, before any work
         self.bare = Trace(
             {},
             {
@@ -54,10 +64,14 @@ class TraceSession:
                 "`manage.py shell`, or after django.setup()"
             )
         install()
+        if self._breakpoints is not None:
+            self._breakpoints.arm()
         self._token = current.set(State(self.bare, None, self, thread_id()))
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._breakpoints is not None:
+            self._breakpoints.disarm()
         current.reset(self._token)
         self.bare.duration = clock() - self.bare._t0
         self.bare.closed = True
@@ -92,6 +106,10 @@ class TraceSession:
         print_traces(self.traces, **options)
 
 
-def trace() -> TraceSession:
-    """A context manager that traces the requests and ORM work done inside it."""
-    return TraceSession()
+def trace(break_on: str | Sequence[str] | None = None, nth: int = 1) -> TraceSession:
+    """A context manager that traces the requests and ORM work done inside it.
+
+    `break_on` (djtrace.breakpoints: "sql~/REGEX/", "n+1", "view>200ms"…) stops in the
+    debugger, in your code, at the `nth` match of each, with the tree so far.
+    """
+    return TraceSession(break_on, nth)
