@@ -86,19 +86,20 @@ def by_group(
     by: str = "page",
 ) -> list[RouteStats]:
     """Group (method, key, duration, queries, phases) rows (TraceStore.group_rows) by method
-    and key. For "page" the key is (route, view), labelled by the route alone unless the
-    route has several views among the rows; otherwise the key is one value, its own label."""
+    and key. For "page" the key is (route, view), labelled by the route alone unless one
+    method of the route has several views among the rows (a catch-all route's pages);
+    otherwise the key is one value, its own label."""
     keyed: list[tuple[str | None, str, int, int, dict[str, int]]] = []
     rows = list(rows)
-    views_of: dict[str | None, set[str | None]] = defaultdict(set)
+    views_of: dict[tuple[str | None, str | None], set[str | None]] = defaultdict(set)
     if by == "page":
-        for _, key, *_rest in rows:
-            views_of[key[0]].add(key[1])
+        for method, key, *_rest in rows:
+            views_of[(method, key[0])].add(key[1])
     for method, key, duration, queries, phases in rows:
         if by == "page":
             route, view = key
             label = route if route is not None else NO_ROUTE
-            if len(views_of[route]) > 1 and view:
+            if len(views_of[(method, route)]) > 1 and view:
                 label = f"{label} · {_short_view(view)}"
         else:
             label = key[0] if key[0] is not None else f"(no {by})"
