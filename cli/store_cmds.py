@@ -276,6 +276,8 @@ STATS_EXAMPLES = """
   djtrace stats
   djtrace stats --since 1h --path '/api/*'
   djtrace stats --sort count
+  djtrace stats --by route        # by URL pattern only: a catch-all route's pages together
+  djtrace stats --by path         # by the path requested: /books/1/ apart from /books/2/
   djtrace stats --format json | jq '.[] | {route, p95_ms}'
 """
 
@@ -323,6 +325,13 @@ def _phase_columns(
     return [c for _, c, _ in chosen], len(candidates) - len(chosen)
 
 
+class StatsBy(str, Enum):
+    page = "page"
+    route = "route"
+    view = "view"
+    path = "path"
+
+
 class StatsSort(str, Enum):
     p95 = "p95"
     p50 = "p50"
@@ -341,6 +350,14 @@ def stats(
     sort: Annotated[StatsSort, typer.Option("--sort", help="Order of the routes.")] = (
         StatsSort.p95
     ),
+    by: Annotated[
+        StatsBy,
+        typer.Option(
+            "--by",
+            help="Group by page (the route, split by view where one route serves several: "
+            "a DRF action, a catch-all route's views), route (URL pattern), view or path.",
+        ),
+    ] = StatsBy.page,
     fmt: TableFormatOption = TableFormat.table,
 ) -> None:
     """Per route: how many requests, p50/p95/p99, mean queries, and the p95 of each phase kind.
@@ -350,7 +367,7 @@ def stats(
     """
     filters = make_filters(path, status, method, slower_than, since, pid)
     file = store_path(store)
-    rows, opened = with_store(file, lambda s: s.phase_rows(filters))
+    rows, opened = with_store(file, lambda s: s.group_rows(filters, by.value))
     console = Console(highlight=False)
     if not rows:
         if fmt is TableFormat.json:
@@ -359,7 +376,7 @@ def stats(
             console.print(Text(no_match(file, filters), "dim"), soft_wrap=True)
         _lost(opened)
         return
-    routes = aggregate.by_route(rows)
+    routes = aggregate.by_group(rows, by.value)
     key = {
         StatsSort.p95: lambda r: -r.p(95),
         StatsSort.p50: lambda r: -r.p(50),
@@ -381,7 +398,8 @@ def stats(
     phases, left_out = _phase_columns(routes, base, console.width)
     layout = fit([*base, *phases], console.width)
     table = Table(
-        title=f"{plural(len(rows), 'request')} · per route · phase columns: that phase's p95",
+        title=f"{plural(len(rows), 'request')} · per {'route' if by is StatsBy.page else by.value}"
+        " · phase columns: that phase's p95",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
