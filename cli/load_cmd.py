@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 from djtrace.cli.errors import CliError
+from djtrace.cli.load_overhead import measure_overhead
 from djtrace.cli.load_render import render_compare, render_run, render_runs
 from djtrace.cli.load_server import Server, bind_command, check_loopback_url, free_port
 from djtrace.cli.load_targets import from_store, log_in, parse_weighted
@@ -169,6 +170,13 @@ def load(
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed of the weighted path mix.")
     ] = None,
+    overhead_check: Annotated[
+        bool,
+        typer.Option(
+            "--overhead-check/--no-overhead-check",
+            help="Rerun the knee stage with the server untraced: tracing's own effect.",
+        ),
+    ] = True,
     runs: Annotated[bool, typer.Option("--runs", help="List the runs kept in the store.")] = False,
     show: Annotated[
         str | None, typer.Option("--show", metavar="RUN", help="Show a kept run (or `last`).")
@@ -255,6 +263,10 @@ def load(
         )
         run = _run_and_join(console, plan, path, None, sample)
     run["summary"] = analysis.sweep_analysis(run["stages"], slo)
+    if command and overhead_check and not run["interrupted"]:
+        run["summary"]["overhead"] = measure_overhead(
+            console, run, command, user, login_url, start_timeout, _drive
+        )
     _keep(console, run, path, json_file)
     render_run(console, run)
     if against:

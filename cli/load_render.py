@@ -203,6 +203,19 @@ def render_run(console: Console, run: dict[str, Any]) -> None:
                 "dim",
             )
         )
+    overhead = summary.get("overhead")
+    if overhead and overhead.get("difference") is not None:
+        sampled = overhead.get("sample")
+        how = f"traced (--sample {sampled:g})" if sampled is not None else "traced"
+        console.print(
+            Text(
+                f"  Tracing's own effect at the knee ({overhead['concurrency']} concurrent): "
+                f"{overhead['traced']:.1f} req/s {how}, {overhead['untraced']:.1f} untraced "
+                f"({overhead['difference']:+.1%} throughput lost; one rerun on a shared "
+                "machine, so within its noise)",
+                "dim",
+            )
+        )
     if run.get("interrupted"):
         console.print(Text("  stopped early (Ctrl-C): these are the stages measured", "yellow"))
     console.print(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from djtrace.cli.autotrace import ENV_ACTIVE
 from djtrace.cli.capture_cmd import capture_env
 from djtrace.cli.errors import CliError
 
@@ -131,15 +132,24 @@ def _checked(host: str, port: int | None, what: str) -> int:
 
 
 class Server:
-    """A server command started under capture; `stop()` ends its whole process group."""
+    """A server command started under capture (or, `traced=False`, without); `stop()` ends
+    its whole process group."""
 
     def __init__(
-        self, command: list[str], store: Path, scratch: Path, extra_env: dict[str, str]
+        self,
+        command: list[str],
+        store: Path,
+        scratch: Path,
+        extra_env: dict[str, str],
+        traced: bool = True,
     ) -> None:
         self.command = command
-        self.log = scratch / "server.log"
+        self.log = scratch / ("server.log" if traced else "server-untraced.log")
         self.ready = scratch / "traced-pids"
-        env = capture_env(store, 0, self.ready)
+        if traced:
+            env = capture_env(store, 0, self.ready)
+        else:  # the same server as users run it, for tracing's own cost
+            env = {k: v for k, v in os.environ.items() if k != ENV_ACTIVE}
         env.update(extra_env)
         try:
             with open(self.log, "wb") as log:

@@ -54,6 +54,11 @@ def test_sweep_rises_then_flattens_near_lanes_over_wait_with_before_django_growi
     )
     assert "before Django grew most" in " ".join(out.split())
     assert "c 32" in out and "view" in out
+    # Tracing's own effect: the knee stage rerun against the server started untraced.
+    overhead = summary["overhead"]
+    assert overhead["stage"] == (summary["knee_stage"] or summary["peak_stage"])
+    assert overhead["untraced"] > 0 and overhead["traced"] > 0
+    assert "Tracing's own effect at the knee" in out
     # Kept in the store: shown again, and compared with itself stage by stage.
     shown = run_djtrace(
         "load",
