@@ -29,6 +29,8 @@ _EXPORTS = {
     "install": "djtrace.installer",
     "installed": "djtrace.installer",
     "uninstall": "djtrace.installer",
+    # `%load_ext djtrace` in IPython/Jupyter: the %djtrace magic (needs IPython).
+    "load_ipython_extension": "djtrace.cli.ipython_magic",
 }
 
 __all__ = [
