@@ -14,6 +14,7 @@ import typer
 from djtrace.cli.capture_cmd import capture
 from djtrace.cli.diff_cmd import diff
 from djtrace.cli.errors import CliError
+from djtrace.cli.load_analyze import LoadCommand
 from djtrace.cli.load_cmd import load
 from djtrace.cli.prune_cmd import prune
 from djtrace.cli.replay_cmd import replay
@@ -56,8 +57,9 @@ app = typer.Typer(
 app.command("request")(request)
 # capture: everything after the first argument (or after --) belongs to the server command.
 app.command("capture", context_settings={"allow_interspersed_args": False})(capture)
-# load: paths, then after -- the server command (read whole, like capture's).
-app.command("load")(load)
+# load: paths, then after -- the server command (read whole, like capture's);
+# `djtrace load analyze …` is the analyze command (cli/load_analyze.py).
+app.command("load", cls=LoadCommand)(load)
 app.command("list")(list_traces)
 app.command("show")(show)
 app.command("stats")(stats)
