@@ -273,3 +273,26 @@ def test_a_pool_timeout_is_a_checkout_span_marked_timeout(postgres):
         assert checkout.attrs["timeout"] is failed
         if failed:
             assert checkout.error["type"].endswith("PoolTimeout")
+
+
+def test_a_module_holding_a_lazy_object_that_cannot_set_up_does_not_break_a_send(monkeypatch):
+    """Naming a new signal reads loaded modules; a lazy object there (django.contrib.admin's
+    `site`, imported with admin not installed) must not be set up by that read."""
+    import sys
+    import types
+
+    from django.dispatch import Signal
+    from django.utils.functional import SimpleLazyObject
+
+    def not_installed() -> None:
+        raise LookupError("No installed app with label 'admin'.")
+
+    module = types.ModuleType("tests_lab_lazy_module")
+    module.site = SimpleLazyObject(not_installed)
+    module.tick = Signal()
+    module.tick.connect(lambda sender, **kwargs: "tock", weak=False)
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    with trace() as t:
+        assert module.tick.send(sender=None)[0][1] == "tock"
+    (send,) = only(t.bare, "signal")
+    assert send.name == "tick"

@@ -26,6 +26,7 @@ CATEGORIES = (
     "cache",
     "sessions",
     "signals",
+    "thread hops",
     "other",
     "error response",
     "middleware (after)",
@@ -41,6 +42,7 @@ _CATEGORY_OF_PHASE = {
     "session": "sessions",
     "signal": "signals",
     "signal.receiver": "signals",
+    "async.hop": "thread hops",  # a sync_to_async/async_to_sync's own time: the handoff
     "exception": "error response",
     "middleware.process_view": "middleware (before)",
     "middleware.process_template_response": "middleware (after)",

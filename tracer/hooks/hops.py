@@ -31,13 +31,22 @@ _TO_THREAD = "sync_to_async "
 
 
 def _qualname(func: Any) -> str:
-    """The hopped function's name: a bound method's, a partial's, a djtrace hook's original."""
+    """The hopped function's name: a bound method's, a partial's, a djtrace hook's original;
+    through a wrapper made in a function (Django's and djtrace's middleware and view wrappers
+    say what they wrap in `__wrapped__`), what it wraps: a middleware instance by its class."""
     target = getattr(func, "__func__", func)
-    if isinstance(target, functools.partial):
-        target = target.func
-    target = getattr(target, "__djtrace_original__", target)
-    name = getattr(target, "__qualname__", None)
-    return name if isinstance(name, str) else type(target).__qualname__
+    for _ in range(4):
+        if isinstance(target, functools.partial):
+            target = target.func
+        target = getattr(target, "__djtrace_original__", target)
+        name = getattr(target, "__qualname__", None)
+        if not isinstance(name, str):
+            return type(target).__qualname__
+        inner = getattr(target, "__wrapped__", None)
+        if "<locals>" not in name or inner is None:
+            return name
+        target = inner
+    return name
 
 
 def _inside_a_thread_hop(record: Record | None) -> bool:

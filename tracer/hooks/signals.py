@@ -50,7 +50,9 @@ def _scan(signal_modules_only: bool) -> None:
         if not isinstance(namespace, dict):
             continue
         for var, value in list(namespace.items()):
-            if isinstance(value, Signal) and not var.startswith("_"):
+            # type(), not isinstance(): isinstance asks a LazyObject its __class__, which sets
+            # it up (django.contrib.admin's `site`, imported with admin not installed, raises).
+            if issubclass(type(value), Signal) and not var.startswith("_"):
                 known = _names.get(id(value))
                 # Prefer where it is defined: a `signals` module over one that imports it.
                 if known is None or (

@@ -107,6 +107,7 @@ def _wrapper(wrapped: Any, view: Any) -> Any:
             _note_cpu(span, cpu_clock() - cpu)
         return response
 
+    sync_view.__wrapped__ = view  # type: ignore[attr-defined]  # names an ASGI hop to it
     return sync_view
 
 
