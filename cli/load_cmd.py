@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 from djtrace.cli.errors import CliError
+from djtrace.cli.load_compare import configurations, run_configurations
 from djtrace.cli.load_overhead import measure_overhead
 from djtrace.cli.load_render import render_compare, render_run, render_runs
 from djtrace.cli.load_server import Server, bind_command, check_loopback_url, free_port
@@ -192,6 +193,14 @@ def load(
         Path | None,
         typer.Option("--report", metavar="FILE", help="Also write a self-contained HTML report."),
     ] = None,
+    compare: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--compare",
+            metavar="'SERVER CMD'…",
+            help="Sweep each quoted server command in turn; one table and chart of them all.",
+        ),
+    ] = None,
 ) -> None:
     """The concurrency lab: load a server on loopback; how many requests at once, what gives?"""
     console = Console(highlight=False)
@@ -208,12 +217,19 @@ def load(
         closed = [1, 2, 4, 8, 16]
     if not targets_args and not use_store:
         raise CliError("give the paths to load (e.g. /books/), or --from-store")
+    configs: list[list[str]] = []
+    if compare:  # configurations side by side (cli/load_compare.py)
+        if command:
+            raise CliError("--compare takes the server commands, quoted; give no -- COMMAND")
+        targets_args, configs = configurations(compare, targets_args)
+        command = configs[0]
     base, targets = _targets(targets_args, command)
-    if command:
-        run = _with_server(
+
+    def sweep(server: list[str]) -> dict[str, Any]:
+        return _with_server(
             console,
             path,
-            command,
+            server,
             targets,
             use_store,
             user,
@@ -235,6 +251,12 @@ def load(
                 cookies,
             ),
         )
+
+    if configs:
+        run_configurations(console, configs, sweep, path, slo)
+        return
+    if command:
+        run = sweep(command)
     else:
         assert base is not None
         opened_store = _open_existing(path)

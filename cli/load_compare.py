@@ -1,0 +1,163 @@
+"""`djtrace load PATH… --compare 'CMD1' 'CMD2' …`: the same sweep against each server
+configuration in turn (each started, warmed and stopped), then one table and one chart."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from djtrace.cli.errors import CliError
+from djtrace.cli.render import ms
+from djtrace.exporters.run_store import save_run
+from djtrace.exporters.store import StoreError, TraceStore
+from djtrace.lab import analysis
+from djtrace.lab.compare_configs import Configuration, compare, levels, verdict
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
+LABEL = 9  # "c 16  A " before a bar
+
+
+def configurations(
+    compare_opts: list[str], positional: list[str]
+) -> tuple[list[str], list[list[str]]]:
+    """(paths, server commands): --compare's values, plus the quoted commands the shell left
+    among the paths (`--compare 'gunicorn …' 'uvicorn …'` puts the second one there)."""
+    commands = list(compare_opts)
+    paths = []
+    for item in positional:
+        if " " in item.strip() and not item.startswith(("/", "http://", "https://")):
+            commands.append(item)
+        else:
+            paths.append(item)
+    parsed = []
+    for command in commands:
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:
+            raise CliError(f"--compare {command!r}: {exc}") from None
+        if not words:
+            raise CliError("--compare: an empty server command")
+        parsed.append(words)
+    if len(parsed) < 2:
+        raise CliError(
+            "--compare takes two server commands or more, each quoted: "
+            "--compare 'gunicorn app.wsgi -w 4' 'gunicorn app.wsgi -w 2 --threads 2'"
+        )
+    return paths, parsed
+
+
+def run_configurations(
+    console: Console,
+    commands: list[list[str]],
+    sweep: Callable[[list[str]], dict[str, Any]],
+    store_file: Path,
+    slo: float,
+) -> list[Configuration]:
+    """Sweep each configuration in turn, keep each run, then draw the comparison."""
+    runs: list[tuple[str, dict[str, Any]]] = []
+    failed = []
+    for i, command in enumerate(commands):
+        label = shlex.join(command)
+        console.print(Text.assemble((f"configuration {'ABCDEFGH'[i % 8]}: ", "bold"), label))
+        try:
+            run = sweep(command)
+        except CliError as exc:
+            console.print(Text(f"  skipped: {exc}", "red"), soft_wrap=True)
+            failed.append(label)
+            continue
+        run["summary"] = analysis.sweep_analysis(run["stages"], slo)
+        run["settings"]["compare"] = [shlex.join(c) for c in commands]
+        _keep(store_file, run, label)
+        console.print(Text(f"  {run['summary']['answer']}", "dim"), soft_wrap=True)
+        runs.append((label, run))
+        if run.get("interrupted"):
+            break
+    configs = compare(runs)
+    console.print()
+    console.print(render_comparison(configs, console.width))
+    if failed or any(run.get("interrupted") for _, run in runs):
+        raise typer.Exit(1)
+    return configs
+
+
+def _keep(store_file: Path, run: dict[str, Any], label: str) -> None:
+    try:
+        with TraceStore.open(store_file, create=True) as opened:
+            save_run(opened, run, label)
+    except StoreError:
+        pass  # the comparison is still shown; `--show` will not find this run
+
+
+def _cell(config: Configuration, level: int) -> str:
+    figures = config.levels.get(level)
+    if figures is None:
+        return "–"
+    cell = f"{figures.throughput:.0f} · {ms(figures.p95)} · {ms(figures.p99)}"
+    return cell + (f" · {figures.errors} err" if figures.errors else "")
+
+
+def comparison_table(configs: list[Configuration]) -> Table:
+    table = Table(
+        title="req/s · p95 · p99 at each concurrency",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("", no_wrap=True)
+    for level in levels(configs):
+        table.add_column(f"c {level}", justify="right", no_wrap=True)
+    table.add_column("knee", justify="right", no_wrap=True)
+    for k, config in enumerate(configs):
+        table.add_row(
+            Text(config.letter, f"bold {COLOURS[k % len(COLOURS)]}"),
+            *[_cell(config, level) for level in levels(configs)],
+            str(config.knee) if config.knee is not None else "rising",
+        )
+    return table
+
+
+def _bars(
+    configs: list[Configuration], width: int, value: Callable[[Any], float], unit: str
+) -> list[Text]:
+    top = max((value(f) for c in configs for f in c.levels.values()), default=0) or 1
+    room = max(10, width - LABEL - 12)
+    lines = []
+    for level in levels(configs):
+        for k, config in enumerate(configs):
+            figures = config.levels.get(level)
+            head = f"c {level:<4}" if k == 0 else " " * 6
+            line = Text(f"{head} {config.letter} ", "dim" if k else "")
+            if figures is not None:
+                amount = value(figures)
+                line.append("█" * max(1, round(room * amount / top)), COLOURS[k % len(COLOURS)])
+                line.append(f" {amount:.0f}{unit}")
+            lines.append(line)
+    return lines
+
+
+def render_comparison(configs: list[Configuration], width: int) -> RenderableType:
+    parts: list[RenderableType] = [Text(verdict(configs), "bold")]
+    for k, config in enumerate(configs):
+        parts.append(
+            Text.assemble(
+                (f"{config.letter} ", f"bold {COLOURS[k % len(COLOURS)]}"),
+                config.command,
+                (f"  (run {config.run_id})", "dim"),
+            )
+        )
+    parts.append(comparison_table(configs))
+    parts.append(Text("throughput (req/s)", "bold"))
+    parts.extend(_bars(configs, width, lambda f: f.throughput, ""))
+    parts.append(Text("p99 (ms)", "bold"))
+    parts.extend(_bars(configs, width, lambda f: f.p99 / 1e6, " ms"))
+    for config in configs:
+        if config.gave_first:
+            parts.append(Text(f"{config.letter} gave first: {config.gave_first}", "dim"))
+    return Group(*parts)
