@@ -15,8 +15,8 @@ killed by a signal's default action runs no atexit: `djtrace capture` drains thr
 
 A server may still answer requests while the queue drains (runserver's threads serve
 keep-alive connections until the process ends): a trace that finishes after close began
-is written by its own thread, and close returns once such writes have gone quiet, so a
-request answered during the drain is stored too.
+is written by its own thread, and close waits for such writes under way, so a request
+answered during the drain is stored too.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ DEFAULT_QUEUE_SIZE = 2000
 BATCH = 200
 LINGER_S = 0.05  # how long the writer waits to fill a batch
 CLOSE_TIMEOUT_S = 30.0
-SETTLE_S = 0.05  # at close: this long without a late trace before the process may end
+SETTLE_S = 0.05  # at close: a last look for traces of requests closing right now
 
 _STOP = object()
 
@@ -101,8 +101,7 @@ class StoreWriter:
         self._store: TraceStore | None = None  # the writer thread's open store
         self._late_store: TraceStore | None = None  # for traces that finish after close began
         self._late_lock = threading.Lock()
-        self._late_writing = 0
-        self._late_at = 0.0  # when the last late write ended
+        self._late_writing = 0  # late writes under way
         self._pid = os.getpid()
         self._queue: queue.Queue[Any] = queue.Queue(self.queue_size)
         self._thread: threading.Thread | None = None
@@ -227,16 +226,20 @@ class StoreWriter:
         finally:
             with self._lock:
                 self._late_writing -= 1
-                self._late_at = time.monotonic()
 
     def _settle(self, deadline: float) -> None:
-        """Until no late write is under way and none has ended for SETTLE_S (or deadline)."""
-        while time.monotonic() < deadline:
-            with self._lock:
-                quiet = not self._late_writing and time.monotonic() - self._late_at >= SETTLE_S
-            if quiet:
-                return
-            time.sleep(SETTLE_S / 5)
+        """Let late writes under way finish, and those of requests closing just now.
+
+        Bounded (never "until quiet"): a server that keeps answering until the process
+        ends must not keep it from ending.
+        """
+        for pause in (0.0, SETTLE_S):
+            time.sleep(pause)
+            while time.monotonic() < deadline:
+                with self._lock:
+                    if not self._late_writing:
+                        break
+                time.sleep(0.005)
 
     # --- flushing -----------------------------------------------------------------------------
 
@@ -255,7 +258,7 @@ class StoreWriter:
         """Write what is queued and stop the thread (atexit; idempotent).
 
         From here on a finished trace is written by the thread that finished it; close
-        returns once those writes have gone quiet for SETTLE_S (or at the timeout).
+        waits for such writes under way (and, SETTLE_S later, for any begun since).
         """
         with self._lock:
             if self._closed or self._pid != os.getpid():

@@ -10,6 +10,7 @@ pseudo-terminal must stop a captured server about as fast as the same server alo
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import http.client
 import itertools
@@ -71,6 +72,9 @@ class Load:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(PATIENCE_S)
@@ -122,15 +126,21 @@ def stored_tags(store: Path) -> set[str]:
     return {trace["request"]["query"] for trace in exported(store)}
 
 
-def stop_mid_load(tmp: Path, server: list[str], port: int, sig: int, locked: bool) -> None:
-    """Signal capture in the middle of a load; every answered request must be stored."""
+def stop_mid_load(
+    tmp: Path, server: list[str], port: int, sig: int, locked: bool, graceful: bool = True
+) -> None:
+    """Signal capture in the middle of a load; every answered request must be stored.
+
+    `graceful`: the server finishes what it has in hand and stops answering before it
+    exits, so the clients keep sending through the stop. runserver is not: it answers
+    keep-alive connections until the process ends, so its clients stop before the signal.
+    """
     with capture(tmp, server, port, "--quiet") as captured, Load(port) as load:
         load.wait_for(40)
-        if locked:
-            with store_locked(captured.store):
-                load.wait_for(len(load.answered) + 10)  # finished while the store is locked
-                code = captured.stop(sig)
-        else:
+        with store_locked(captured.store) if locked else contextlib.nullcontext():
+            load.wait_for(len(load.answered) + 10)  # finished while the store is locked
+            if not graceful:
+                load.stop()
             code = captured.stop(sig)
     out = captured.stdout()
     assert code in (0, 128 + sig), out[-3000:] + captured.stderr()[-3000:]
@@ -169,7 +179,7 @@ def test_runserver_stopped_while_the_store_is_locked_stores_every_answered_reque
     tmp_path, sig, reload
 ):
     port = free_port()
-    stop_mid_load(tmp_path, runserver_args(port, reload), port, sig, locked=True)
+    stop_mid_load(tmp_path, runserver_args(port, reload), port, sig, locked=True, graceful=False)
 
 
 # --- kill -9 of capture ------------------------------------------------------------------------
