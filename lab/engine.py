@@ -39,7 +39,7 @@ from yarl import URL
 
 HIST_MAX_US = 3_600_000_000  # an hour, in microseconds: nothing real is slower
 HIST_DIGITS = 3
-LATE_NS = 5_000_000  # an arrival sent more than 5 ms after its intended time is late
+LATE_NS = 10_000_000  # an arrival sent more than 10 ms after its intended time is late
 PROGRESS_EVERY_S = 0.25
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 

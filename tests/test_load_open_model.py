@@ -44,4 +44,28 @@ def test_an_open_stage_reports_a_stall_in_its_p99_where_a_closed_loop_hides_it(
     # Arrivals kept coming on schedule during the stall, each timed from its intended send.
     assert opened["latency"]["p99"] >= 0.5 * stall_ns
     assert opened["latency"]["p90"] > closed["latency"]["p90"]
-    assert opened["schedule_kept"] and opened["skipped"] == 0
+    assert opened["skipped"] == 0  # every arrival was sent, none dropped
+
+
+def test_a_rate_the_generator_cannot_keep_is_said_plainly(tmp_path: Path) -> None:
+    # 500 arrivals a second at one worker taking 20 ms each, at most 4 waiting: most are
+    # skipped, and the report says the schedule was not kept instead of a tidy p99.
+    run, out = load_run(
+        tmp_path,
+        ["/lab/io/?ms=20"],
+        gunicorn_command("-w", "1"),
+        "--rate",
+        "500",
+        "--max-inflight",
+        "4",
+        "--warmup",
+        "0",
+        "--duration",
+        "1",
+        "--no-overhead-check",
+    )
+    (stage,) = run["stages"]
+    assert stage["skipped"] > stage["count"]
+    assert stage["arrivals"] == stage["count"] + stage["skipped"]
+    assert stage["schedule_kept"] is False
+    assert "could not keep its schedule at 500/s" in " ".join(out.split())
