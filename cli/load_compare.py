@@ -32,7 +32,7 @@ def configurations(
     commands = list(compare_opts)
     paths = []
     for item in positional:
-        if " " in item.strip() and not item.startswith(("/", "http://", "https://")):
+        if " " in item.strip():  # a path or URL has no space in it (it would be %20)
             commands.append(item)
         else:
             paths.append(item)
