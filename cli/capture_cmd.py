@@ -43,6 +43,7 @@ from djtrace.cli.errors import CliError
 from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
 from djtrace.cli.store_access import StoreOption, store_path
 from djtrace.cli.store_cmds import worker
+from djtrace.cli.watchdog import group_ends, stop_group
 from djtrace.exporters.store import StoreDamaged, StoreError, Summary, TraceStore
 from hdrh.histogram import HdrHistogram
 from rich.console import Console
@@ -66,6 +67,7 @@ BOOTSTRAP_DIR = Path(__file__).resolve().parent / "bootstrap"
 DEFAULT_BODY_LIMIT = 64 * 1024
 POLL_S = 0.2
 COUNTS_EVERY_S = 5.0  # running counts, printed while requests keep coming
+LEFTOVER_GRACE_S = 10.0  # processes of the server still running once it has exited
 
 _TO_GROUP = (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT)  # the group, if repeated
 _TO_CHILD = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -375,6 +377,7 @@ def capture(
                     forwarder.report(console)
                     time.sleep(POLL_S)
                 forwarder.report(console)  # one that stopped the server before the loop saw it
+                _stop_leftovers(console, child.pid)
                 _drain(view)
         opened.close()
         traced = _traced_pids(ready)
@@ -469,6 +472,25 @@ class Watchdog:
         if self.process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
+
+
+def _stop_leftovers(console: Console, group: int) -> None:
+    """The command has exited but processes it started still run in its group (a shell
+    that did not pass the stop on): stop them too, so no server outlives capture."""
+    if group_ends(group, within=1.0):  # helpers exiting with it (multiprocessing's tracker)
+        return
+    console.print(
+        Text(
+            f"djtrace: the command (pid {group}) has exited but processes it started are "
+            "still running: passing them SIGTERM",
+            "yellow",
+        ),
+        soft_wrap=True,
+    )
+    with contextlib.suppress(OSError):
+        os.killpg(group, signal.SIGTERM)
+    if stop_group(group, LEFTOVER_GRACE_S, term=False):
+        console.print(Text(f"djtrace: killed them after {LEFTOVER_GRACE_S:g} s", "yellow"))
 
 
 def _traced_pids(ready: Path) -> list[int]:

@@ -1,12 +1,12 @@
 """Stops the server of a `djtrace capture` that died (kill -9). Started by capture, not by hand.
 
-    python -I -S watchdog.py SERVER_PID [--term]
+    python -I -S watchdog.py SERVER_PID [--term] [--grace SECONDS]
 
 Its stdin is a pipe whose write end only capture holds. A byte on it means capture is
 done and the watchdog leaves. End of file without one means capture is gone: the watchdog
 sends the server SIGTERM (with --term; on Linux the kernel already did, through
-PR_SET_PDEATHSIG), waits up to GRACE_S for the server's process group to stop (a graceful
-shutdown that drains its traces), then SIGKILLs whatever is left of the group.
+PR_SET_PDEATHSIG), waits up to GRACE_S (--grace) for the server's process group to stop (a
+graceful shutdown that drains its traces), then SIGKILLs whatever is left of the group.
 
 Standard library only, and run by path with -I -S: it imports nothing of djtrace's.
 """
@@ -51,29 +51,45 @@ def say(message: str) -> None:
         pass  # capture's terminal has gone with it
 
 
+def group_ends(pgid: int, within: float) -> bool:
+    """Wait up to `within` seconds for the process group to be gone; True if it is."""
+    deadline = time.monotonic() + within
+    while group_alive(pgid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
+
+
+def stop_group(pgid: int, grace: float, term: bool) -> bool:
+    """SIGTERM to the group's leader (`term`), then SIGKILL to the group after `grace` s.
+
+    True if the group had to be killed.
+    """
+    if term:
+        try:
+            os.kill(pgid, signal.SIGTERM)
+        except OSError:
+            pass
+    if group_ends(pgid, grace):
+        return False
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+    return True
+
+
 def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)  # outlive what took capture down
     server = int(argv[0])
-    if not capture_gone():
-        return 0
-    if not group_alive(server):
+    grace = float(argv[argv.index("--grace") + 1]) if "--grace" in argv else GRACE_S
+    if not capture_gone() or not group_alive(server):
         return 0
     say(f"capture has gone: stopping the server it ran (pid {server})")
-    if "--term" in argv[1:]:
-        try:
-            os.kill(server, signal.SIGTERM)
-        except OSError:
-            pass
-    deadline = time.monotonic() + GRACE_S
-    while group_alive(server) and time.monotonic() < deadline:
-        time.sleep(POLL_S)
-    if group_alive(server):
-        say(f"the server (pid {server}) did not stop in {GRACE_S:.0f} s: killing its processes")
-        try:
-            os.killpg(server, signal.SIGKILL)
-        except OSError:
-            pass
+    if stop_group(server, grace, term="--term" in argv[1:]):
+        say(f"the server (pid {server}) did not stop in {grace:g} s: its processes were killed")
     return 0
 
 

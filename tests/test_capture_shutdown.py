@@ -15,6 +15,7 @@ import fcntl
 import http.client
 import itertools
 import os
+import shlex
 import signal
 import socket
 import sqlite3
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from djtrace.cli.capture_cmd import WATCHDOG
 
 from tests.capture_support import (
     PATIENCE_S,
@@ -289,9 +291,10 @@ def _ctrl_c_seconds(command: list[str], port: int) -> tuple[float, str]:
     return took, output.decode(errors="replace")
 
 
-def test_ctrl_c_stops_captured_gunicorn_gthread_as_fast_as_gunicorn_alone(tmp_path):
+@pytest.mark.parametrize("name", ["gunicorn-gthread", "uvicorn-workers"])
+def test_ctrl_c_stops_a_captured_server_as_fast_as_the_server_alone(tmp_path, name):
     port = free_port()
-    server = gunicorn_args(port, workers=2, threads=4)
+    server = gunicorn_args(port, 2, 4) if name == "gunicorn-gthread" else uvicorn_args(port, 2)
     alone, alone_out = _ctrl_c_seconds(server, port)
     captured_cmd = [sys.executable, "-m", "djtrace.cli", "capture", "--quiet", "--store"]
     store = str(tmp_path / "s.sqlite3")
@@ -300,3 +303,123 @@ def test_ctrl_c_stops_captured_gunicorn_gthread_as_fast_as_gunicorn_alone(tmp_pa
     assert "passing SIGINT to the server" in traced_out
     assert "the server exited with 0." in traced_out
     assert traced <= 2 * alone + 2, f"capture {traced:.1f} s vs the server alone {alone:.1f} s"
+
+
+# --- the watchdog (the non-Linux way; exercised here directly) ---------------------------------
+
+
+def _watchdog(server: int, *options: str) -> tuple[subprocess.Popen[str], int]:
+    """The watchdog capture starts, on a pipe this test holds the write end of."""
+    read_end, write_end = os.pipe()
+    dog = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(WATCHDOG), str(server), *options],
+        stdin=read_end, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    os.close(read_end)
+    return dog, write_end
+
+
+def _sleeper(ignore_sigterm: bool = False) -> subprocess.Popen[str]:
+    """A stand-in server in a session of its own; says "ready" once its handlers are set."""
+    code = "import signal, time\n"
+    if ignore_sigterm:
+        code += "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    code += "print('ready', flush=True)\ntime.sleep(600)\n"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert process.stdout is not None and process.stdout.readline() == "ready\n"
+    return process
+
+
+def test_watchdog_stops_the_server_when_capture_dies():
+    server = _sleeper()
+    dog, pipe = _watchdog(server.pid, "--term")
+    os.close(pipe)  # capture died: its end of the pipe closed, no goodbye
+    assert server.wait(PATIENCE_S) == -signal.SIGTERM
+    assert dog.wait(PATIENCE_S) == 0
+    assert f"capture has gone: stopping the server it ran (pid {server.pid})" in dog.stderr.read()
+
+
+def test_watchdog_kills_a_server_that_ignores_sigterm_after_the_grace_period():
+    server = _sleeper(ignore_sigterm=True)
+    dog, pipe = _watchdog(server.pid, "--term", "--grace", "1")
+    os.close(pipe)
+    assert server.wait(PATIENCE_S) == -signal.SIGKILL
+    assert dog.wait(PATIENCE_S) == 0
+    assert "did not stop in 1 s: its processes were killed" in dog.stderr.read()
+
+
+def test_watchdog_leaves_the_server_alone_when_capture_says_goodbye():
+    server = _sleeper()
+    try:
+        dog, pipe = _watchdog(server.pid, "--term", "--grace", "1")
+        os.write(pipe, b"done")
+        os.close(pipe)
+        assert dog.wait(PATIENCE_S) == 0
+        assert server.poll() is None
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_processes_left_running_by_the_command_are_stopped_when_it_exits(tmp_path):
+    """A shell that does not pass SIGTERM on dies; the server it started must stop too."""
+    pid_file = tmp_path / "server.pid"
+    code = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    server = shlex.join([sys.executable, "-c", code])
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "djtrace.cli", "capture", "--store", str(tmp_path / "s.sqlite3"),
+         "--", "sh", "-c", f"{server} & wait"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + PATIENCE_S
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    server_pid = int(pid_file.read_text())
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=PATIENCE_S)
+    assert "has exited but processes it started are still running: passing them SIGTERM" in out
+    assert not _running(server_pid)
+
+
+# --- the summary's memory ----------------------------------------------------------------------
+
+
+def test_capture_summary_keeps_percentiles_in_bounded_memory(tmp_path):
+    """A long capture must not keep every request's duration for its p50/p95."""
+    import tracemalloc
+
+    from djtrace.aggregate import percentile
+    from djtrace.cli.capture_cmd import LiveView
+    from djtrace.exporters.store import Summary, TraceStore
+    from rich.console import Console
+
+    def row(n: int) -> Summary:
+        duration = 1_000_000 + (n * 7919) % 400_000_000  # 1 ms to 401 ms, scattered
+        return Summary(
+            n, f"id{n}", 0, duration, "GET", "/", None, None, 200, 1, 1, "t", None, None, None,
+            None,
+        )  # fmt: skip
+
+    with TraceStore.open(tmp_path / "s.sqlite3", create=True) as store:
+        view = LiveView(Console(file=open(os.devnull, "w")), store, None, True, 0.0)  # noqa: SIM115
+        rows = [row(n) for n in range(50_000)]
+        tracemalloc.start()
+        for item in rows[:10_000]:
+            view._request(item)
+        after_ten_thousand = tracemalloc.get_traced_memory()[0]
+        for item in rows[10_000:]:
+            view._request(item)
+        after_fifty_thousand = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        view.console.file.close()
+    # 40,000 more requests: nothing like 40,000 kept ints (over a megabyte as a list).
+    assert after_fifty_thousand - after_ten_thousand < 64 * 1024
+    exact = sorted(r.duration for r in rows)
+    for q in (50, 95):
+        assert abs(view.percentile(q) - percentile(exact, q)) <= percentile(exact, q) / 1000
+    counts = view.counts().plain
+    assert counts.startswith("── 50000 requests · 2xx 50000 · p50 ")
