@@ -6,6 +6,7 @@ in-process runner), the test client, and the real PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -296,3 +297,30 @@ def test_a_module_holding_a_lazy_object_that_cannot_set_up_does_not_break_a_send
         assert module.tick.send(sender=None)[0][1] == "tock"
     (send,) = only(t.bare, "signal")
     assert send.name == "tick"
+
+
+def test_replay_under_asgi_sends_the_captured_json_body(tmp_path):
+    """A captured POST replayed through the ASGI handler reaches the DRF view with its body."""
+    body = '{"title": "Dune"}'
+    ran = run_djtrace(
+        "request",
+        "POST",
+        "/echo/",
+        "--json",
+        body,
+        "--settings",
+        "tests.lab_trace_settings",
+        "--format",
+        "json",
+    )
+    assert ran.returncode == 0, ran.stderr
+    captured = json.loads(ran.stdout)
+    assert captured["request"]["status"] == 201
+    # As `capture --capture-body` records it.
+    captured["request"].update(body=body, body_size=len(body))
+    saved = tmp_path / "post.json"
+    saved.write_text(json.dumps(captured))
+    result = run_djtrace("replay", str(saved), "--asgi", "--cold")
+    assert result.returncode == 0, result.stderr
+    assert "201" in result.stdout and "→ 400" not in result.stdout
+    assert "no change in status" in result.stdout
