@@ -13,6 +13,8 @@ from djtrace.cli.render import plural
 from djtrace.cli.store_access import PathFilter, PidFilter, StoreOption, store_path, warn
 from djtrace.cli.timeline import DEFAULT_ROWS, render_timeline
 from djtrace.cli.timeline_data import DEFAULT_LIMIT, Selection, make_selection, read_window
+from djtrace.exporters.run_store import get_run
+from djtrace.exporters.store import StoreError, TraceStore
 from djtrace.lab import timeline as lanes
 from djtrace.lab.document import stage_label
 from rich.console import Console
@@ -105,6 +107,9 @@ def timeline(
     built = lanes.build(window.traces)  # over the requests' own extent, within the selection
     first = max(built.start, selection.since or built.start)
     last = min(built.end, selection.until or built.end)
+    measured = _measured(file, selection)
+    if measured is not None and since is None and until is None:
+        first, last = max(first, measured[0]), min(last, measured[1])  # the warm-up left out
     lo = first + parse_offset(zoom_from, "--from") if zoom_from else first
     hi = min(last, first + parse_offset(zoom_to, "--to")) if zoom_to else last
     if hi <= lo:
@@ -117,6 +122,21 @@ def timeline(
     console.print(
         render_timeline(built, console.width, rows, letters, window.describe()), crop=False
     )
+
+
+def _measured(file: Path, selection: Selection) -> tuple[int, int] | None:
+    """A kept run's measured window of the selected stage (None: not a kept run's stage)."""
+    if selection.run is None or selection.stage is None:
+        return None
+    try:
+        with TraceStore.open(file) as opened:
+            run = get_run(opened, selection.run)
+    except StoreError:  # RunNotFound too: traffic tagged by another tool
+        return None
+    for stage in run.get("stages") or []:
+        if stage.get("index") == selection.stage and "window_start_ns" in stage:
+            return stage["window_start_ns"], stage["window_end_ns"]
+    return None
 
 
 def _write_perfetto(traces: list, target: Path, lo: int, hi: int) -> None:
