@@ -253,7 +253,7 @@ def load(
         )
 
     if configs:
-        run_configurations(console, configs, sweep, path, slo)
+        run_configurations(console, configs, sweep, path, slo, timeline, report)
         return
     if command:
         run = sweep(command)

@@ -11,10 +11,13 @@ from typing import Any
 import typer
 from djtrace.cli.errors import CliError
 from djtrace.cli.render import ms
+from djtrace.cli.timeline_cmd import knee_stage, show_run_timeline, stage_timeline
 from djtrace.exporters.run_store import save_run
 from djtrace.exporters.store import StoreError, TraceStore
 from djtrace.lab import analysis
 from djtrace.lab.compare_configs import Configuration, compare, levels, verdict
+from djtrace.lab.document import stage_label
+from djtrace.lab.report_compare import build_comparison_report
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -59,8 +62,11 @@ def run_configurations(
     sweep: Callable[[list[str]], dict[str, Any]],
     store_file: Path,
     slo: float,
+    timeline: bool = False,
+    report: Path | None = None,
 ) -> list[Configuration]:
-    """Sweep each configuration in turn, keep each run, then draw the comparison."""
+    """Sweep each configuration in turn, keep each run, then draw the comparison (and with
+    `timeline`, each one's knee stage; with `report`, the comparison as an HTML page)."""
     runs: list[tuple[str, dict[str, Any]]] = []
     failed = []
     for i, command in enumerate(commands):
@@ -76,15 +82,40 @@ def run_configurations(
         run["settings"]["compare"] = [shlex.join(c) for c in commands]
         _keep(store_file, run, label)
         console.print(Text(f"  {run['summary']['answer']}", "dim"), soft_wrap=True)
+        if timeline:
+            show_run_timeline(console, store_file, run)
         runs.append((label, run))
         if run.get("interrupted"):
             break
     configs = compare(runs)
     console.print()
     console.print(render_comparison(configs, console.width))
+    if report is not None:
+        _write_report(console, store_file, configs, runs, report)
     if failed or any(run.get("interrupted") for _, run in runs):
         raise typer.Exit(1)
     return configs
+
+
+def _write_report(
+    console: Console,
+    store_file: Path,
+    configs: list[Configuration],
+    runs: list[tuple[str, dict[str, Any]]],
+    target: Path,
+) -> None:
+    timelines = []
+    for config, (_, run) in zip(configs, runs, strict=True):
+        chosen = knee_stage(run)
+        if chosen is not None:
+            stage, why = chosen
+            caption = f"{config.letter}: stage {stage['index']} ({stage_label(stage)}: {why})"
+            timelines.append((caption, stage_timeline(store_file, run, stage)))
+    try:
+        target.write_text(build_comparison_report(configs, timelines), encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {target}: {exc.strerror or exc}", code=1) from None
+    console.print(Text(f"report: {target} (open it in a browser; it needs no network)", "dim"))
 
 
 def _keep(store_file: Path, run: dict[str, Any], label: str) -> None:

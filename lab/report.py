@@ -47,11 +47,11 @@ class Tree:
     html: str
 
 
-def _e(text: Any) -> str:
+def esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _ms(ns: float | None) -> str:
+def ms_text(ns: float | None) -> str:
     if ns is None:
         return "–"
     value = ns / 1e6
@@ -97,9 +97,9 @@ def line_chart(
         return top + plot_h - plot_h * v / y_top
 
     out = [
-        f'<svg class="chart" data-chart="{_e(chart_id)}" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" role="img" aria-label="{_e(title)}">',
-        f'<text x="{left}" y="16" class="chart-title">{_e(title)}</text>',
+        f'<svg class="chart" data-chart="{esc(chart_id)}" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="{esc(title)}">',
+        f'<text x="{left}" y="16" class="chart-title">{esc(title)}</text>',
     ]
     for tick in y_ticks:
         y = py(tick)
@@ -116,18 +116,18 @@ def line_chart(
         )
     out.append(
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 8}" class="axis" '
-        f'text-anchor="middle">{_e(x_label)}</text>'
+        f'text-anchor="middle">{esc(x_label)}</text>'
     )
     out.append(
         f'<text x="14" y="{top + plot_h / 2:.1f}" class="axis" text-anchor="middle" '
-        f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{_e(y_label)}</text>'
+        f'transform="rotate(-90 14 {top + plot_h / 2:.1f})">{esc(y_label)}</text>'
     )
     for x, label in marks:
         if x in xs:
             mx = px(list(xs).index(x))
             out.append(
                 f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{top}" y2="{top + plot_h}" class="mark"/>'
-                f'<text x="{mx + 4:.1f}" y="{top + 10}" class="tick">{_e(label)}</text>'
+                f'<text x="{mx + 4:.1f}" y="{top + 10}" class="tick">{esc(label)}</text>'
             )
     for k, (name, ys) in enumerate(series):
         colour = SERIES_COLOURS[k % len(SERIES_COLOURS)]
@@ -138,12 +138,12 @@ def line_chart(
         for (x, y), v in zip(points, [v for v in ys if v is not None], strict=True):
             out.append(
                 f'<circle class="point" cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{colour}">'
-                f"<title>{_e(name)}: {v:.1f}</title></circle>"
+                f"<title>{esc(name)}: {v:.1f}</title></circle>"
             )
         lx = width - right - 80 * (len(series) - k)  # the legend: top right, by the title
         out.append(
             f'<rect x="{lx}" y="7" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{lx + 14}" y="16" class="tick">{_e(name)}</text>'
+            f'<text x="{lx + 14}" y="16" class="tick">{esc(name)}</text>'
         )
     out.append("</svg>")
     return "".join(out)
@@ -164,14 +164,14 @@ def growth_chart(chart_id: str, stages: Sequence[dict[str, Any]], width: int = 6
     colours = {n: SERIES_COLOURS[i % len(SERIES_COLOURS)] for i, n in enumerate(names)}
     colours[BEFORE] = PHASE_COLOURS["waiting"]
     out = [
-        f'<svg class="chart" data-chart="{_e(chart_id)}" viewBox="0 0 {width} {height}" '
+        f'<svg class="chart" data-chart="{esc(chart_id)}" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="phase growth">',
         f'<text x="{left}" y="16" class="chart-title">Mean time per request, by part (ms)</text>',
     ]
     for r, (label, parts) in enumerate(rows):
         y = top + r * (bar_h + gap)
         out.append(
-            f'<text x="{left - 6}" y="{y + 13}" class="tick" text-anchor="end">{_e(label)}</text>'
+            f'<text x="{left - 6}" y="{y + 13}" class="tick" text-anchor="end">{esc(label)}</text>'
         )
         x = float(left)
         for name in names:
@@ -181,19 +181,19 @@ def growth_chart(chart_id: str, stages: Sequence[dict[str, Any]], width: int = 6
             w = plot_w * value / total
             out.append(
                 f'<rect class="bar" x="{x:.1f}" y="{y}" width="{max(w, 0.5):.1f}" height="{bar_h}" '
-                f'fill="{colours[name]}"><title>{_e(name)}: {_ms(value)} ms</title></rect>'
+                f'fill="{colours[name]}"><title>{esc(name)}: {ms_text(value)} ms</title></rect>'
             )
             x += w
         out.append(
             f'<text x="{x + 4:.1f}" y="{y + 13}" class="tick">'
-            f"{_ms(sum(v for v in parts.values() if v > 0))}</text>"
+            f"{ms_text(sum(v for v in parts.values() if v > 0))}</text>"
         )
     ly = top + len(rows) * (bar_h + gap) + 8
     for i, name in enumerate(names):
         lx, row = left + (i % 3) * 160, ly + 16 * (i // 3)
         out.append(
             f'<rect x="{lx}" y="{row}" width="10" height="10" fill="{colours[name]}"/>'
-            f'<text x="{lx + 14}" y="{row + 9}" class="tick">{_e(name[:24])}</text>'
+            f'<text x="{lx + 14}" y="{row + 9}" class="tick">{esc(name[:24])}</text>'
         )
     out.append("</svg>")
     return "".join(out)
@@ -214,7 +214,7 @@ def timeline_svg(chart_id: str, timeline: Timeline, width: int = 940, max_rows: 
         return left + plot_w * (min(max(ns, timeline.start), timeline.end) - timeline.start) / span
 
     out = [
-        f'<svg class="chart timeline" data-chart="{_e(chart_id)}" viewBox="0 0 {width} {height}" '
+        f'<svg class="chart timeline" data-chart="{esc(chart_id)}" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="timeline">',
     ]
     for k in range(6):
@@ -222,7 +222,7 @@ def timeline_svg(chart_id: str, timeline: Timeline, width: int = 940, max_rows: 
         out.append(
             f'<line x1="{tx:.1f}" x2="{tx:.1f}" y1="{top - 4}" y2="{height - 26}" class="grid"/>'
             f'<text x="{tx:.1f}" y="{top - 8}" class="tick" text-anchor="middle">'
-            f"{_ms(span * k / 5)} ms</text>"
+            f"{ms_text(span * k / 5)} ms</text>"
         )
     for r, (lane, i, row) in enumerate(rows):
         y = top + r * (row_h + 2)
@@ -230,16 +230,16 @@ def timeline_svg(chart_id: str, timeline: Timeline, width: int = 940, max_rows: 
             label = f"{lane.pid}/{lane.thread.replace('ThreadPoolExecutor-', 'pool-')}"
             out.append(
                 f'<text x="{left - 6}" y="{y + 11}" class="tick" text-anchor="end">'
-                f"{_e(label[-24:])}</text>"
+                f"{esc(label[-24:])}</text>"
             )
         for bar in row:
             if bar.end <= timeline.start or bar.arrival >= timeline.end:
                 continue
             tip = (
-                f"{bar.method} {bar.path} · {_ms(bar.end - bar.arrival)} ms"
-                f" (waited {_ms(bar.waited)} ms) · trace {bar.trace_id}"
+                f"{bar.method} {bar.path} · {ms_text(bar.end - bar.arrival)} ms"
+                f" (waited {ms_text(bar.waited)} ms) · trace {bar.trace_id}"
             )
-            out.append(f'<g class="request"><title>{_e(tip)}</title>')
+            out.append(f'<g class="request"><title>{esc(tip)}</title>')
             for seg in bar.segments:
                 x0, x1 = x(seg.start), x(seg.end)
                 if x1 - x0 <= 0:
@@ -256,7 +256,7 @@ def timeline_svg(chart_id: str, timeline: Timeline, width: int = 940, max_rows: 
             out.append(
                 f'<rect x="{lx}" y="{height - 18}" width="10" height="10" '
                 f'fill="{PHASE_COLOURS[phase]}"/>'
-                f'<text x="{lx + 14}" y="{height - 9}" class="tick">{_e(PHASES[phase])}</text>'
+                f'<text x="{lx + 14}" y="{height - 9}" class="tick">{esc(PHASES[phase])}</text>'
             )
             lx += 20 + 6.5 * len(PHASES[phase])
     out.append("</svg>")
@@ -266,9 +266,9 @@ def timeline_svg(chart_id: str, timeline: Timeline, width: int = 940, max_rows: 
 # --- tables ------------------------------------------------------------------------------
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str = "") -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in row) + "</tr>" for row in rows)
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], css: str = "") -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
@@ -284,14 +284,14 @@ def stage_rows(run: dict[str, Any]) -> list[list[str]]:
                 stage_label(s) + (" ◀ knee" if s["index"] == knee else ""),
                 str(s["count"]),
                 f"{s['throughput']:.1f}",
-                _ms(lat.get("p50")),
-                _ms(lat.get("p95")),
-                _ms(lat.get("p99")),
-                _ms(lat.get("max")),
+                ms_text(lat.get("p50")),
+                ms_text(lat.get("p95")),
+                ms_text(lat.get("p99")),
+                ms_text(lat.get("max")),
                 str(sum(s["errors"].values())),
-                _ms(split.get(BEFORE, {}).get("mean")),
-                _ms(split.get(INSIDE, {}).get("mean")),
-                _ms(split.get(AFTER, {}).get("mean")),
+                ms_text(split.get(BEFORE, {}).get("mean")),
+                ms_text(split.get(INSIDE, {}).get("mean")),
+                ms_text(split.get(AFTER, {}).get("mean")),
                 f"{info['busy_mean']:.0%}" if "busy_mean" in info else "–",
             ]
         )
@@ -307,7 +307,7 @@ def growth_rows(run: dict[str, Any]) -> list[list[str]]:
         return []
     a, b = components(first), components(last)
     return [
-        [name, _ms(a.get(name)), _ms(b.get(name)), f"{grew / 1e6:+.2f}"]
+        [name, ms_text(a.get(name)), ms_text(b.get(name)), f"{grew / 1e6:+.2f}"]
         for name, grew in by.items()
     ]
 
@@ -406,25 +406,21 @@ def build_report(
         "%Y-%m-%d %H:%M:%S"
     )
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>djtrace load · {_e(run.get('run_id', ''))}</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>djtrace load report</h1><div class='meta'>run {_e(run.get('run_id', ''))} · "
-        f"{_e(started)} · {_e(command)}</div>",
-        f'<div class="answer" id="answer">{_e(summary.get("answer", ""))}</div>',
+        page_head(f"djtrace load · {run.get('run_id', '')}"),
+        f"<h1>djtrace load report</h1><div class='meta'>run {esc(run.get('run_id', ''))} · "
+        f"{esc(started)} · {esc(command)}</div>",
+        f'<div class="answer" id="answer">{esc(summary.get("answer", ""))}</div>',
     ]
     usl = summary.get("usl")
     if usl:
         parts.append(
             f"<p class='note'>Universal Scalability Law fit: σ {usl.get('sigma', 0):.3f}, "
-            f"κ {usl.get('kappa', 0):.5f}, fit {_e(usl.get('quality', ''))}.</p>"
+            f"κ {usl.get('kappa', 0):.5f}, fit {esc(usl.get('quality', ''))}.</p>"
         )
     parts.append("<h2>Throughput and latency</h2><div class='charts'>" + "".join(charts) + "</div>")
     parts.append("<h2>Stages</h2>")
     parts.append(
-        _table(
+        html_table(
             [
                 "load",
                 "requests",
@@ -452,12 +448,12 @@ def build_report(
         parts.append(f"<div class='charts'>{growth_svg}</div>")
     rows = growth_rows(run)
     if rows:
-        parts.append(_table(["part", "first stage", "last stage", "grew (ms)"], rows, "growth"))
+        parts.append(html_table(["part", "first stage", "last stage", "grew (ms)"], rows, "growth"))
     grew = summary.get("grew_most")
     if grew:
-        parts.append(f"<p>{_e(grew.get('component'))} grew most: {_e(grew.get('why'))}.</p>")
+        parts.append(f"<p>{esc(grew.get('component'))} grew most: {esc(grew.get('why'))}.</p>")
     if timeline is not None and timeline.lanes:
-        parts.append(f"<h2>Timeline of {_e(timeline_stage or 'the knee stage')}</h2>")
+        parts.append(f"<h2>Timeline of {esc(timeline_stage or 'the knee stage')}</h2>")
         parts.append(
             "<p class='note'>One lane per worker process and thread; each request from its "
             "send to its close; hover a bar for its trace id.</p>"
@@ -466,8 +462,21 @@ def build_report(
     if trees:
         parts.append("<h2>Slowest requests</h2>")
         for tree in trees:
-            parts.append(f"<h3>{_e(tree.title)}</h3>{tree.html}")
+            parts.append(f"<h3>{esc(tree.title)}</h3>{tree.html}")
     data = json.dumps({"run_id": run.get("run_id"), "answer": summary.get("answer")})
-    parts.append(f'<script type="application/json" id="run-summary">{_e(data)}</script>')
-    parts.append(f"<script>{_SCRIPT}</script></body></html>")
+    parts.append(f'<script type="application/json" id="run-summary">{esc(data)}</script>')
+    parts.append(PAGE_END)
     return "\n".join(parts)
+
+
+def page_head(title: str) -> str:
+    """The page up to <body>: its own styles, nothing to fetch."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{esc(title)}</title>\n<style>{_CSS}</style></head><body>"
+    )
+
+
+#: The checking script and the end of the page.
+PAGE_END = f"<script>{_SCRIPT}</script></body></html>"

@@ -106,3 +106,27 @@ def test_the_html_report_opens_offline_in_a_headless_browser_with_its_charts_dra
     assert 'data-chart="timeline"' in dom and 'data-rendered="yes"' in dom
     assert "Slowest requests" in dom
     assert '<pre class="tree">' in dom and "lab_views" in dom  # a real trace tree
+
+
+def test_the_comparison_report_draws_a_line_per_configuration_offline(tmp_path: Path) -> None:
+    _chromium_or_skip()
+    report = tmp_path / "compare.html"
+    gunicorn = f"{sys.executable} -m gunicorn djtrace.sample_site.wsgi -k gthread"
+    result = run_djtrace(
+        "load", "/lab/io/?ms=10", "-c", "1,2", "-d", "0.6", "--warmup", "0.2",
+        "--store", str(tmp_path / "traces.sqlite3"), "--report", str(report), "--timeline",
+        "--compare", f"{gunicorn} -w 2 --threads 1", f"{gunicorn} -w 1 --threads 2",
+        env={"COLUMNS": "100"},
+        timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("timeline · ") == 2  # each configuration's knee stage
+
+    dom, log = _open_headless(report, tmp_path / "profile")
+    attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', re.search(r"<body([^>]*)>", dom).group(1)))
+    assert int(attrs["data-charts"]) == 5  # throughput, p95, p99, two timelines
+    assert attrs["data-charts-rendered"] == "5" and attrs["data-errors"] == ""
+    assert [line for line in log.splitlines() if ":CONSOLE" in line] == []
+    throughput = re.search(r'<svg[^>]*data-chart="throughput".*?</svg>', dom, re.S).group(0)
+    assert throughput.count("<polyline") == 2  # a line per configuration
+    assert "peaks highest" in dom
