@@ -125,7 +125,8 @@ def count_violations(budget: Budget, traces: list[Trace]) -> list[Violation]:
             )
         n1 = [f for f in found if f["kind"] == "n+1"]
         if budget.no_n_plus_one and n1:
-            out.append(Violation("no_n_plus_one", f"{len(n1)} N+1 pattern(s)", trace, n1))
+            patterns = "an N+1 pattern" if len(n1) == 1 else f"{len(n1)} N+1 patterns"
+            out.append(Violation("no_n_plus_one", patterns, trace, n1))
         if budget.no_queries_in_templates:
             by_id = {s.id: s for s in trace.spans}
             inside = [s for s in queries[id(trace)] if _in_template(s, by_id)]
@@ -210,7 +211,9 @@ def _query_line(span: Span, by_id: dict[int, Span]) -> str:
     where = "request" if parent is None else analysis.category(parent.phase)
     if parent is not None and parent.phase == "middleware":
         where = f"middleware {parent.name.rpartition('.')[2]}"
-    return f"{where} | {analysis.fingerprint(str(span.attrs.get('sql', '')))}"
+    # The readable shape (identifiers unquoted, a long column list elided): what a reviewer
+    # reads in the diff; a new table, join, filter or ordering still shows.
+    return f"{where} | {analysis.short_sql(analysis.fingerprint(str(span.attrs.get('sql', ''))))}"
 
 
 def shape(traces: list[Trace]) -> list[dict[str, Any]]:
@@ -233,7 +236,9 @@ def shape(traces: list[Trace]) -> list[dict[str, Any]]:
                 "templates": [s.name for s in trace.spans if s.phase == "template"],
                 "cache": cache,
                 "n_plus_one": sorted(
-                    f["fingerprint"] for f in analysis.findings(trace) if f["kind"] == "n+1"
+                    analysis.short_sql(f["fingerprint"])
+                    for f in analysis.findings(trace)
+                    if f["kind"] == "n+1"
                 ),
             }
         )

@@ -19,6 +19,7 @@ pytest-django, or a conftest's django.setup()) and something asked for it:
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -257,6 +258,14 @@ def _judge(run: _Run, item: pytest.Item, budget: Budget | None, traces: list[Tra
 
     lines: list[str] = []
     shown: list[Trace] = []
+    if budget is not None and not traces:
+        warnings.warn(
+            pytest.PytestWarning(
+                f"{item.nodeid}: djtrace traced no request and no query, so its budgets held "
+                "trivially (requests made in another thread are not traced)"
+            ),
+            stacklevel=1,
+        )
     if budget is not None:
         from djtrace.budgets import count_violations, time_checks
 
