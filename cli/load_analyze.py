@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import click
 import typer
 from djtrace.cli.errors import CliError
+from djtrace.cli.load_charts import render_charts
 from djtrace.cli.load_render import render_run
 from djtrace.cli.render import plural
 from djtrace.cli.report_cmd import write_report
@@ -100,6 +101,7 @@ def analyze(
     run["summary"] = analysis.sweep_analysis(run["stages"], slo)
     _keep(console, run, file, json_file)
     render_run(console, run)
+    console.print(render_charts(run, console.width, console.color_system is None))
     tagged = sum(s["tagged"] for s in run["stages"])
     console.print(
         Text(

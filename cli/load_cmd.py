@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import typer
 from djtrace.cli.errors import CliError
+from djtrace.cli.load_charts import render_charts
 from djtrace.cli.load_compare import configurations, run_configurations
 from djtrace.cli.load_overhead import measure_overhead
 from djtrace.cli.load_render import render_compare, render_run, render_runs
@@ -291,6 +292,7 @@ def load(
         )
     _keep(console, run, path, json_file)
     render_run(console, run)
+    console.print(render_charts(run, console.width, console.color_system is None))
     if against:
         other = _read_run(path, against)
         render_compare(console, other, run, compare_runs(other, run))

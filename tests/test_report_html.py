@@ -80,6 +80,17 @@ def test_load_timeline_draws_the_knee_stage_lanes_under_the_report(load_run) -> 
     assert "waiting before Django: p50" in text  # four clients on two threads
 
 
+def test_load_charts_throughput_latency_and_the_growth_of_each_part(load_run) -> None:
+    text = load_run[0].stdout
+    assert "throughput (req/s)" in text and "p95 ╎ p99 (ms)" in text
+    growth = text.split("mean time per request, by part (ms)", 1)[1].splitlines()
+    bars = {line[:14].strip(): line[14:] for line in growth[1:4]}
+    assert set(bars) == {"1 concurrent", "2 concurrent", "4 concurrent"}, growth
+    # Four clients on two threads: the time before Django (w) grew, the view (v) did not.
+    assert bars["4 concurrent"].count("w") > bars["1 concurrent"].count("w") + 5, growth
+    assert "w before Django" in growth[4] and "v view" in growth[4]
+
+
 def test_the_html_report_opens_offline_in_a_headless_browser_with_its_charts_drawn(
     load_run, tmp_path: Path
 ) -> None:
