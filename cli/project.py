@@ -34,6 +34,11 @@ class Project:
     root: Path | None = None  # manage.py's folder, or --pythonpath
     note: str = ""  # why no project was found, when it is worth saying
 
+    @property
+    def found(self) -> bool:
+        """djtrace chose it (a manage.py, or the sample_site), rather than the user saying so."""
+        return self.source in ("manage.py", "sample_site")
+
     def describe(self) -> str:
         """The dim line saying which project ran."""
         if self.source == "sample_site":

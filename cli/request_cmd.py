@@ -188,8 +188,9 @@ def request(
     with break_cli.armed(breakpoints, nth):
         traces = [run(spec) for _ in range(repeat)]
     shown = sorted(traces, key=lambda t: t.duration)[(len(traces) - 1) // 2]  # median_low
-    # On stderr: stdout stays the tree or the JSON alone, and a terminal still shows it.
-    Console(stderr=True, highlight=False).print(project.describe(), style="dim", soft_wrap=True)
+    if fmt is not Format.tree and project.found:
+        # On stderr, so stdout stays the JSON alone; said only when djtrace chose the project.
+        Console(stderr=True, highlight=False).print(project.describe(), style="dim", soft_wrap=True)
     if fmt is Format.json:
         typer.echo(json.dumps(shown.to_dict(), indent=2))
     elif fmt is Format.jsonl:
@@ -202,6 +203,7 @@ def request(
             console.print(_spread(traces))
         else:
             console.print(FIRST_RUN_NOTE, style="dim")
+        console.print(project.describe(), style="dim", highlight=False)
     if exporting is not None:
         otlp_cli.send(exporting, traces, service_name)
     if fail_on_error:

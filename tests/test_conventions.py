@@ -27,7 +27,16 @@ def test_request_in_a_project_folder_runs_that_project_and_says_so(tmp_path: Pat
     assert result.stdout.startswith("GET /hello/  →  200 OK")
     assert "view shop.views.hello" in result.stdout
     assert "1 query (" in result.stdout
-    assert f"project: shop.settings in {root.resolve()} (from manage.py)" in result.stderr
+    assert f"project: shop.settings in {root.resolve()} (from manage.py)" in result.stdout
+    # With JSON on stdout, the line goes to stderr; when the user named the settings, it is
+    # not said at all.
+    as_json = djtrace_in(root, "request", "/hello/", "--format", "json")
+    assert json.loads(as_json.stdout)["request"]["status"] == 200
+    assert as_json.stderr.strip() == f"project: shop.settings in {root.resolve()} (from manage.py)"
+    named = djtrace_in(
+        root, "request", "/hello/", "--format", "json", "--settings", "shop.settings"
+    )
+    assert named.returncode == 0 and named.stderr == ""
 
 
 def test_request_in_a_subfolder_walks_up_to_the_manage_py(tmp_path: Path):
@@ -37,7 +46,7 @@ def test_request_in_a_subfolder_walks_up_to_the_manage_py(tmp_path: Path):
     result = djtrace_in(deep, "request", "/hello/")
     assert result.returncode == 0, result.stderr
     assert "view shop.views.hello" in result.stdout
-    assert f"in {root.resolve()} (from manage.py)" in result.stderr
+    assert f"in {root.resolve()} (from manage.py)" in result.stdout
 
 
 def test_the_walk_stops_at_a_repository_root(tmp_path: Path):
@@ -47,7 +56,7 @@ def test_the_walk_stops_at_a_repository_root(tmp_path: Path):
     (repo / "src").mkdir()
     result = djtrace_in(repo / "src", "request", "/books/")
     assert result.returncode == 0, result.stderr
-    assert "project: the bundled sample_site (no manage.py here or above" in result.stderr
+    assert "project: the bundled sample_site (no manage.py here or above" in result.stdout
 
 
 def test_pythonpath_finds_that_projects_manage_py(tmp_path: Path):
@@ -63,7 +72,7 @@ def test_without_a_project_the_sample_site_runs_and_a_dim_line_says_so(tmp_path:
     result = djtrace_in(tmp_path, "request", "/books/")
     assert result.returncode == 0, result.stderr
     assert "view djtrace.sample_site.bookstore.views.book_list" in result.stdout
-    assert "project: the bundled sample_site (no manage.py here or above" in result.stderr
+    assert "project: the bundled sample_site (no manage.py here or above" in result.stdout
 
 
 def test_a_manage_py_without_a_readable_settings_module_is_named(tmp_path: Path):
@@ -73,7 +82,7 @@ def test_a_manage_py_without_a_readable_settings_module_is_named(tmp_path: Path)
     result = djtrace_in(tmp_path, "request", "/books/")
     assert result.returncode == 0, result.stderr
     assert f"{tmp_path.resolve() / 'manage.py'} does not set DJANGO_SETTINGS_MODULE" in (
-        result.stderr
+        result.stdout
     )
 
 
@@ -83,10 +92,10 @@ def test_environment_and_settings_option_win_over_manage_py(tmp_path: Path):
         root, "request", "/books/", DJANGO_SETTINGS_MODULE="djtrace.sample_site.settings"
     )
     assert by_env.returncode == 0, by_env.stderr
-    assert "(from DJANGO_SETTINGS_MODULE)" in by_env.stderr
+    assert "(from DJANGO_SETTINGS_MODULE)" in by_env.stdout
     by_option = djtrace_in(root, "request", "/books/", "--settings", "djtrace.sample_site.settings")
     assert by_option.returncode == 0, by_option.stderr
-    assert "(from --settings)" in by_option.stderr
+    assert "(from --settings)" in by_option.stdout
 
 
 @pytest.mark.parametrize(
@@ -115,7 +124,7 @@ def test_manage_py_djtrace_offers_the_same_commands(tmp_path: Path):
     assert result.returncode == 0, result.stderr
     assert "GET /hello/  →  200 OK" in result.stdout
     assert "view shop.views.hello" in result.stdout
-    assert f"project: shop.settings in {root.resolve()} (from manage.py)" in result.stderr
+    assert f"project: shop.settings in {root.resolve()} (from manage.py)" in result.stdout
     helped = subprocess.run([*manage, "--help"], capture_output=True, text=True, cwd=root, env=env)
     assert helped.returncode == 0, helped.stderr
     assert "Usage: manage.py djtrace [OPTIONS] COMMAND" in helped.stdout

@@ -139,7 +139,7 @@ def test_installed_in_a_clean_venv_it_traces_from_outside_the_repository(
     result = _run(djtrace, "request", "/books/", cwd=outside, env=env)
     assert result.stdout.startswith("GET /books/  →  200 OK")
     assert "template bookstore/book_list.html" in result.stdout  # the templates were packaged
-    assert "project: the bundled sample_site" in result.stderr
+    assert "project: the bundled sample_site" in result.stdout
 
     # Capture's bootstrap is in the wheel and arms djtrace in the command's Python.
     script = (
