@@ -15,7 +15,7 @@ import math
 
 from djtrace.cli.render import ms, plural
 from djtrace.cli.store_cmds import worker
-from djtrace.lab.timeline import PHASES, Bar, Lane, Timeline, cells, phase_totals
+from djtrace.lab.timeline import PHASES, Bar, Lane, Timeline, cells_by_bar, phase_totals
 from rich.console import Group, RenderableType
 from rich.text import Text
 
@@ -77,13 +77,21 @@ def ruler(start: int, end: int, width: int) -> Text:
 
 
 def _row_text(bars: list[Bar], start: int, end: int, width: int, letters: bool) -> Text:
+    """One row of a lane; every other request is a shade darker (or its letters capitals),
+    so back-to-back requests stay apart."""
     text = Text()
-    for phase in cells(bars, start, end, width):
-        if phase is None:
+    ordered = sorted(bars, key=lambda b: b.arrival)
+    for cell in cells_by_bar(ordered, start, end, width):
+        if cell is None:
             text.append(" ")
+            continue
+        phase, number = cell
+        style, block, letter = STYLES[phase]
+        odd = number % 2 == 1
+        if letters:
+            text.append(letter.upper() if odd else letter, style)
         else:
-            style, block, letter = STYLES[phase]
-            text.append(letter if letters else block, style)
+            text.append(block, f"{style} dim" if odd else style)
     return text
 
 
@@ -155,7 +163,7 @@ def waiting_note(timeline: Timeline) -> Text | None:
     return Text.assemble(
         ("waiting before Django: ", "yellow"),
         f"p50 {ms(timeline.wait_p(50))} · p95 {ms(timeline.wait_p(95))} · max {ms(waits[-1])}",
-        (f" ({waited} of {len(waits)} requests waited 1 ms or more)", "dim"),
+        (f" ({waited} of {len(waits)} waited 1 ms or more)", "dim"),
     )
 
 

@@ -315,11 +315,20 @@ def zoom(timeline: Timeline, start: int, end: int) -> Timeline:
 def cells(row: Sequence[Bar], start: int, end: int, width: int) -> list[str | None]:
     """The row drawn in `width` cells over [start, end): each cell the phase that took most
     of its time (None where the row was idle for all of it)."""
+    return [cell[0] if cell else None for cell in cells_by_bar(row, start, end, width)]
+
+
+def cells_by_bar(
+    row: Sequence[Bar], start: int, end: int, width: int
+) -> list[tuple[str, int] | None]:
+    """Like `cells`, with the position in `row` of the bar that took most of each cell, so
+    a renderer can tell back-to-back requests apart (alternate shades)."""
     if width <= 0 or end <= start:
         return []
     step = (end - start) / width
     weight: list[dict[str, float]] = [{} for _ in range(width)]
-    for bar in row:
+    owner: list[dict[int, float]] = [{} for _ in range(width)]
+    for number, bar in enumerate(row):
         for seg in bar.segments:
             lo, hi = max(seg.start, start), min(seg.end, end)
             if hi <= lo:
@@ -332,7 +341,12 @@ def cells(row: Sequence[Bar], start: int, end: int, width: int) -> list[str | No
                 if overlap > 0:
                     acc = weight[cell]
                     acc[seg.phase] = acc.get(seg.phase, 0.0) + overlap
-    return [max(acc, key=acc.__getitem__) if acc else None for acc in weight]
+                    bars = owner[cell]
+                    bars[number] = bars.get(number, 0.0) + overlap
+    return [
+        (max(acc, key=acc.__getitem__), max(bars, key=bars.__getitem__)) if acc else None
+        for acc, bars in zip(weight, owner, strict=True)
+    ]
 
 
 def phase_totals(bars: Iterable[Bar]) -> dict[str, int]:
