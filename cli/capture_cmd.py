@@ -375,7 +375,8 @@ def capture(
                 while child.poll() is None:
                     view.poll()
                     forwarder.report(console)
-                    time.sleep(POLL_S)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.wait(POLL_S)  # returns as soon as the server exits
                 forwarder.report(console)  # one that stopped the server before the loop saw it
                 _stop_leftovers(console, child.pid)
                 _drain(view)
@@ -501,14 +502,11 @@ def _traced_pids(ready: Path) -> list[int]:
 
 
 def _drain(view: LiveView) -> None:
-    """The server has exited: show what its last writes added (stragglers included)."""
-    quiet_polls = 0
-    while quiet_polls < 2:
+    """The server's processes have exited, their writes committed: show what they added."""
+    before = None
+    while view.seq != before:
         before = view.seq
         view.poll()
-        quiet_polls = quiet_polls + 1 if view.seq == before else 0
-        if quiet_polls < 2:
-            time.sleep(POLL_S)
 
 
 def _summary(console: Console, view: LiveView, path: Path, code: int, traced: list[int]) -> None:

@@ -24,13 +24,34 @@ POLL_S = 0.1
 
 
 def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (a zombie, not yet reaped, does not)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    return _runs_in_group(pgid) if os.path.isdir("/proc/self") else True
+
+
+def _runs_in_group(pgid: int) -> bool:
+    """From /proc: a member of the group that is not a zombie. An orphan's zombie waits
+    for whatever reaps orphans here (a container's PID 1 may be slow to)."""
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()  # state, ppid, pgrp, …
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
 
 
 def capture_gone() -> bool:
