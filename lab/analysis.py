@@ -171,8 +171,38 @@ def _off_cpu_growth(a: dict[str, Any], b: dict[str, Any]) -> str:
     return ""
 
 
-def _why(name: str, first: dict[str, Any], last: dict[str, Any]) -> str:
+def _lane_keys(stage: dict[str, Any]) -> set[tuple[Any, Any]]:
+    lanes = (stage.get("analysis") or {}).get("lanes") or []
+    return {(x["pid"], x["thread_id"]) for x in lanes}
+
+
+def _idle_lanes(stages: list[dict[str, Any]], last: dict[str, Any]) -> str:
+    """A lane that served in some stage but not in the last one: the load went elsewhere."""
+    seen: set[tuple[Any, Any]] = set()
+    for stage in stages:
+        seen |= _lane_keys(stage)
+    used = _lane_keys(last)
+    if not seen or len(used) >= len(seen):
+        return ""
+    processes = {pid for pid, _ in seen}
+    busy_processes = {pid for pid, _ in used}
+    text = f"; only {len(used)} of the {len(seen)} worker threads seen served at the end"
+    if len(busy_processes) < len(processes):
+        text += (
+            f" ({len(busy_processes)} of {len(processes)} processes: keep-alive connections "
+            "stuck to one worker)"
+        )
+    return text
+
+
+def _why(
+    name: str, first: dict[str, Any], last: dict[str, Any], stages: list[dict[str, Any]]
+) -> str:
     """A few words on what the growing part is waiting for."""
+    return _why_part(name, first, last) + (_idle_lanes(stages, last) if name == BEFORE else "")
+
+
+def _why_part(name: str, first: dict[str, Any], last: dict[str, Any]) -> str:
     a, b = first.get("analysis") or {}, last.get("analysis") or {}
     lanes = len(b.get("lanes") or [])
     busy = b.get("busy_mean", 0.0)
@@ -274,6 +304,12 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
                 f"throughput {peak['throughput']:.0f} req/s at {peak['concurrency']} concurrent, "
                 "still rising (sweep higher to find the knee)"
             )
+        elif closed[-1]["throughput"] < 0.8 * peak["throughput"]:
+            parts.append(
+                f"throughput peaks at {peak['throughput']:.0f} req/s at {peak['concurrency']} "
+                f"concurrent and falls to {closed[-1]['throughput']:.0f} at "
+                f"{closed[-1]['concurrency']}"
+            )
         else:
             parts.append(
                 f"throughput levels off at {peak['throughput']:.0f} req/s from "
@@ -295,7 +331,7 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
             }
             if ranked and ranked[0][1] > 0:
                 name, grew = ranked[0]
-                why = _why(name, first, last)
+                why = _why(name, first, last, closed)
                 out["grew_most"] = {"component": name, "ns": grew, "why": why}
                 parts.append(
                     f"from {first['concurrency']} to {last['concurrency']} concurrent, time "
