@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from djtrace import aggregate
+from djtrace.body import redact_request
 from djtrace.cli.errors import CliError
 from djtrace.cli.render import (
     DEFAULT_HIDE_UNDER_MS,
@@ -534,6 +535,7 @@ class _Import:
             raise CliError(str(exc)) from None
 
     def add(self, trace: Trace) -> None:
+        trace.request = redact_request(trace.request)  # written by an older djtrace, or by hand
         self.batch.append(trace)
         if len(self.batch) >= 200:
             self.flush()

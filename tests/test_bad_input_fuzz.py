@@ -32,6 +32,8 @@ from djtrace.exporters.store import COLUMNS, TraceStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import run_djtrace
+
 #: A hang guard per command, not a performance limit.
 PATIENCE_S = 30
 PAGES = ["/books/", "/books/1/", "/api/books/", "/boom/", "/no-such-page/"]
@@ -402,3 +404,79 @@ def test_store_max_that_is_not_a_number_is_refused(real, value):
         assert code == 0, err
     else:
         assert code == 2 and "DJTRACE_STORE_MAX" in err
+
+
+# --- the issue's own cases, with what the user reads --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["list", "--since", "99999999999d"], 0, None),  # since long before the epoch: all
+        (["list", "--since", "0001-01-01"], 0, None),
+        (["list", "--since", "9999-12-31"], 0, "no traces match"),
+        (["list", "--status", "99999999999999999999"], 2, "status codes run from 100 to 599"),
+        (["list", "--status", "500-400"], 2, "from low to high"),
+        (["list", "--pid", str(2**64)], 2, "a process id is a whole number"),
+        (["stats", "--slower-than", "inf"], 0, "no traces match"),
+        (["show", "a" * 300], 2, "ids have at most 32 hex digits"),
+        (["show", "x" * 300], 2, "is neither a file nor a trace id"),
+        (["replay", "abcdef", "--target", "http://[::1"], 2, "not a URL (Invalid IPv6 URL)"),
+        (["replay", "abcdef", "--target", "http://127.0.0.1:99999"], 2, "Port out of range"),
+    ],
+)
+def test_the_issues_filters_and_ids_answer_in_one_line(good_store, args, code, says):
+    got, out, err = check(*args, "--store", str(good_store))
+    assert got == code, err
+    assert says is None or says in out + err
+    if args[:2] == ["list", "--since"] and says is None:
+        assert "25 traces in" in out
+
+
+@pytest.mark.parametrize(
+    "damage_it",
+    [
+        lambda data: data[:4096],
+        lambda data: data[:50],
+        lambda data: data[:100] + os.urandom(20_000),
+    ],
+    ids=["cut at 4096 bytes", "cut at 50 bytes", "a valid header, then random bytes"],
+)
+def test_a_store_with_nothing_readable_says_so_instead_of_hanging(good_store, tmp_path, damage_it):
+    store = tmp_path / "traces.sqlite3"
+    store.write_bytes(damage_it(good_store.read_bytes()))
+    for args in (["list"], ["show", "latest"], ["stats"], ["export"], ["diff", "latest", "1"]):
+        code, _, err = check(*args, "--store", str(store))
+        assert code == 1, (args, err)
+        assert "is damaged" in err and "no trace could be read from it" in err, args
+
+
+def test_import_into_a_capped_store_says_how_many_it_kept(real, tmp_path, monkeypatch):
+    lines = []
+    for i in range(12):
+        data = json.loads(json.dumps(real[i % len(real)]))
+        data["id"] = f"{i + 100:016x}"
+        data["started_at"] += i
+        lines.append(json.dumps(data))
+    source = tmp_path / "t.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    store = tmp_path / "s.sqlite3"
+    monkeypatch.setenv("DJTRACE_STORE_MAX", "5")
+    code, out, _ = check("import", str(source), "--store", str(store))
+    assert code == 0
+    assert (
+        out
+        == f"imported 5 of 12 new traces into {store}: it keeps the newest 5 ($DJTRACE_STORE_MAX)\n"
+    )
+    monkeypatch.setenv("DJTRACE_STORE_MAX", "abc")
+    code, _, err = check("import", str(source), "--store", str(store))
+    assert code == 2
+    assert err.startswith(
+        "error: DJTRACE_STORE_MAX='abc': expected how many traces the store keeps"
+    )
+    result = run_djtrace(  # capture refuses it before the server starts
+        "capture", "--store", str(tmp_path / "c.sqlite3"), "--", sys.executable, "-c", "pass",
+        env={"DJTRACE_STORE_MAX": "abc"},
+    )  # fmt: skip
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "DJTRACE_STORE_MAX='abc'" in result.stderr

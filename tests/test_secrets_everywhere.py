@@ -142,3 +142,31 @@ def test_no_secret_reaches_the_store_any_export_otlp_or_any_command(
 
     found = {where: leaks(text) for where, text in outputs.items() if leaks(text)}
     assert found == {}
+
+
+def test_import_redacts_a_trace_written_before_these_rules(tmp_path: Path) -> None:
+    """A file from an older djtrace (or written by hand) holding secrets in the query, the
+    headers and a form body: what import puts in the store holds none of them."""
+    from djtrace.cli.inprocess import RequestSpec, run
+
+    document = run(RequestSpec("GET", "/books/fast/")).to_dict()
+    document["request"].update(
+        query=f"p%61ssword={S['QueryPwd']}&q=1;token={S['SemiPwd']}",
+        headers={
+            "referer": f"http://x/?%74oken={S['Referer']}",
+            "x-session-id": S["SessionHdr"],
+            "content-type": FORM,
+        },
+        body=f"api%5Fkey={S['FormKey']}&name=Ada",
+    )
+    source = tmp_path / "old.jsonl"
+    source.write_text(json.dumps(document) + "\n")
+    store = tmp_path / "store.sqlite3"
+    result = run_djtrace("import", str(source), "--store", str(store))
+    assert result.returncode == 0, result.stderr
+    exported = run_djtrace("export", "--store", str(store)).stdout
+    request = json.loads(exported)["request"]
+    assert request["query"] == "p%61ssword=[redacted]&q=1;token=[redacted]"
+    assert request["body"] == "api%5Fkey=[redacted]&name=Ada"
+    files = b"".join(p.read_bytes() for p in tmp_path.glob("store.sqlite3*"))  # and its WAL
+    assert leaks(files + exported.encode()) == []

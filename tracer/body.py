@@ -75,6 +75,38 @@ def redact_body(text: str, content_type: str) -> str | None:
     return None if redact.is_sensitive(text) or redact.is_sensitive(redact.decoded(text)) else text
 
 
+def redact_request(request: dict[str, Any]) -> dict[str, Any]:
+    """A recorded request's query, headers and body redacted again, as they would be now:
+    for traces that come from elsewhere (`djtrace import` of a file an older djtrace, or
+    anyone, wrote)."""
+    out = dict(request)
+    if isinstance(out.get("query"), str):
+        out["query"] = redact.query_string(out["query"])
+    headers = out.get("headers")
+    if isinstance(headers, dict):
+        out["headers"] = {
+            name: (
+                redact.REDACTED
+                if redact.secret_header(str(name).lower())
+                else redact.header_value(value)
+                if isinstance(value, str) and "=" in value
+                else value
+            )
+            for name, value in headers.items()
+        }
+        headers = out["headers"]
+    if isinstance(out.get("body"), str):
+        content_type = headers.get("content-type") if isinstance(headers, dict) else None
+        kind = str(content_type or "").split(";")[0].strip().lower()
+        text = redact_body(out["body"], kind)
+        if text is None:
+            del out["body"]
+            out["body_omitted"] = "mentions a sensitive-looking field"
+        else:
+            out["body"] = text
+    return out
+
+
 def _redact_json(value: Any) -> Any:
     if isinstance(value, dict):
         return {

@@ -79,14 +79,14 @@ def _headers_in(keys: tuple[str, ...]) -> tuple[tuple[str, str, bool], ...]:
     for key in keys:
         name = _header_name(key)
         if name is not None:
-            plain = decoded(name).replace("-", "_")
-            secret = (
-                name in SECRET_HEADERS
-                or is_sensitive(plain)
-                or _SECRET_HEADER.search(plain) is not None
-            )
-            found.append((key, name, secret))
+            found.append((key, name, secret_header(name)))
     return tuple(found)
+
+
+def secret_header(name: str) -> bool:
+    """Whether the header `name` (lower case) carries a secret: its value is never kept."""
+    plain = decoded(name).replace("-", "_")
+    return name in SECRET_HEADERS or is_sensitive(plain) or _SECRET_HEADER.search(plain) is not None
 
 
 def headers_from_meta(meta: Mapping[str, Any], extra_secret: frozenset[str] = frozenset()) -> dict:
