@@ -180,6 +180,11 @@ def run(spec: RequestSpec) -> Trace:
         headers.append(("Cookie", _login_cookie(spec.user)))
     spec = RequestSpec(**{**spec.__dict__, "headers": headers})
     host = spec.host or default_host()
+    # Start as a server's next request would: a connection djtrace's own setup left open
+    # (logging in, a previous --repeat run) is closed first, not by this request_started.
+    from django.db import close_old_connections
+
+    close_old_connections()
     with trace() as session:
         try:
             (_run_asgi if spec.asgi else _run_wsgi)(spec, host)

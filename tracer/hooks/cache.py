@@ -21,7 +21,7 @@ from types import FunctionType, MethodType
 from typing import Any
 
 from django.core.cache import CacheHandler, caches
-from djtrace.model import ATTRS, NAME, PHASE
+from djtrace.model import ATTRS, NAME, PARENT, PHASE
 from djtrace.patching import patch
 from djtrace.recorder import async_span_scope, current, span_scope, tracer_failed
 from djtrace.redact import REDACTED, is_sensitive
@@ -111,8 +111,11 @@ def _after(kind: str, attrs: dict[str, Any], result: Any, args: tuple, kwargs: d
 
 
 def _nested(state: Any, alias: str, name: str) -> bool:
-    """True when a cache operation of the same alias is already being timed."""
+    """True when a cache operation of the same alias is already being timed (an async one
+    runs its sync half through sync_to_async: past that hop's span)."""
     parent = state.span
+    if parent is not None and parent[PHASE] == "async.hop":
+        parent = parent[PARENT]
     if parent is None or parent[PHASE] != "cache" or parent[ATTRS].get("alias") != alias:
         return False
     if name in ("add", "aadd") and parent[NAME] in ("get_or_set", "aget_or_set"):
