@@ -209,7 +209,10 @@ def _why_part(name: str, first: dict[str, Any], last: dict[str, Any]) -> str:
     cpu_a, cpu_b = a.get("cpu") or {}, b.get("cpu") or {}
     if name == BEFORE:
         if busy >= BUSY:
-            why = f"all {lanes} worker threads were busy (waiting for a worker)"
+            who = {1: "the one worker thread was", 2: "both worker threads were"}.get(
+                lanes, f"all {lanes} worker threads were"
+            )
+            why = f"{who} busy (waiting for a worker)"
             return why + _off_cpu_growth(a, b)
         if cpu_b.get("cpu_share", 0) >= 0.5:
             return (

@@ -81,10 +81,18 @@ def _solve(rows: list[list[float]], rhs: list[float]) -> list[float] | None:
 
 
 def fit(points: list[tuple[float, float]]) -> UslFit | None:
-    """Fit (concurrency, throughput) pairs; None with fewer than 3 usable points."""
+    """Fit (concurrency, throughput) pairs; None with fewer than 3 usable points.
+
+    With a stage of one user, λ is its measured throughput (as the USL's own normalisation
+    does) and only σ and κ are fitted: a sweep that collapses (a server that stops using
+    some of its workers) then reads as a poor fit instead of an absurd λ.
+    """
     pts = [(n, x) for n, x in points if n >= 1 and x > 0]
     if len(pts) < 3:
         return None
+    single = [x for n, x in pts if n == 1]
+    if single:
+        return _fit_with_lambda(pts, single[0])
     y = [n / x for n, x in pts]
     best: tuple[float, float, float] | None = None
     # Try the full model, then with κ = 0, then σ = 0: the first with non-negative terms.
@@ -117,3 +125,32 @@ def fit(points: list[tuple[float, float]]) -> UslFit | None:
     resid = sum((x - model.throughput(n)) ** 2 for n, x in pts)
     r2 = 1 - resid / total if total > 0 else 1.0
     return UslFit(lam, sigma, kappa, r2, len(pts))
+
+
+def _fit_with_lambda(pts: list[tuple[float, float]], lam: float) -> UslFit | None:
+    """σ, κ ≥ 0 by least squares on λN/X − 1 = σ(N−1) + κN(N−1), λ given."""
+    rest = [(n, x) for n, x in pts if n > 1]
+    y = [lam * n / x - 1 for n, x in rest]
+    best = (0.0, 0.0)
+    for use_sigma, use_kappa in ((True, True), (True, False), (False, True)):
+        rows = []
+        for n, _ in rest:
+            row = []
+            if use_sigma:
+                row.append(n - 1)
+            if use_kappa:
+                row.append(n * (n - 1))
+            rows.append(row)
+        solved = _solve(rows, y)
+        if solved is None or any(v < 0 for v in solved):
+            continue
+        values = iter(solved)
+        best = (next(values) if use_sigma else 0.0, next(values) if use_kappa else 0.0)
+        break
+    sigma, kappa = best
+    model = UslFit(lam, sigma, kappa, 0.0, len(pts))
+    xs = [x for _, x in pts]
+    mean = sum(xs) / len(xs)
+    total = sum((x - mean) ** 2 for x in xs)
+    resid = sum((x - model.throughput(n)) ** 2 for n, x in pts)
+    return UslFit(lam, sigma, kappa, 1 - resid / total if total > 0 else 1.0, len(pts))
