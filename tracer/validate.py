@@ -132,35 +132,82 @@ def _where(where: dict[str, Any]) -> None:
 def _spans(spans: list[Any]) -> None:
     depth: dict[int, int] = {}  # span id -> how deep it is (a root is 1)
     for i, span in enumerate(spans):
-        what = f"spans[{i}]"
-        span = _object(span, what)
-        span_id = _int(span.get("id"), f"{what}.id", 1)
-        if span_id in depth:
-            raise Invalid(f"{what}.id {span_id} is used twice")
-        parent = span.get("parent")
-        if parent is None:
-            depth[span_id] = 1
-        else:
-            if type(parent) is not int or parent not in depth:
-                raise Invalid(f"{what}.parent is {_shown(parent)}, not the id of a span before it")
-            depth[span_id] = depth[parent] + 1
-            if depth[span_id] > MAX_DEPTH:
-                raise Invalid(f"spans are nested more than {MAX_DEPTH} deep")
-        _str(span.get("phase"), f"{what}.phase", optional=False)
-        _str(span.get("name"), f"{what}.name", optional=False)
-        _int(span.get("start"), f"{what}.start", -_INT64_MAX)
-        _int(span.get("duration"), f"{what}.duration", -1)
-        if "thread" in span:
-            _int(span["thread"], f"{what}.thread")
-        _attrs(_object(span.get("attrs") or {}, f"{what}.attrs"), f"{what}.attrs")
-        error = span.get("error")
-        if error is not None:
-            error = _object(error, f"{what}.error")
-            for field, value in error.items():
-                _str(value, f"{what}.error.{field}", optional=False)
+        # The usual span, checked inline (a trace has thousands); anything else goes the
+        # long way, which says what is wrong.
+        if type(span) is dict and span.get("error") is None:
+            span_id, parent = span.get("id"), span.get("parent")
+            start, duration = span.get("start"), span.get("duration")
+            thread, attrs = span.get("thread", 0), span.get("attrs")
+            if (
+                type(span_id) is int
+                and 1 <= span_id <= _INT64_MAX
+                and span_id not in depth
+                and (
+                    parent is None
+                    or (type(parent) is int and depth.get(parent, MAX_DEPTH) < MAX_DEPTH)
+                )
+                and type(span.get("phase")) is str
+                and type(span.get("name")) is str
+                and type(start) is int
+                and -_INT64_MAX <= start <= _INT64_MAX
+                and type(duration) is int
+                and -1 <= duration <= _INT64_MAX
+                and type(thread) is int
+                and 0 <= thread <= _INT64_MAX
+                and (not attrs or (type(attrs) is dict and _attrs_ok(attrs)))
+            ):
+                depth[span_id] = 1 if parent is None else depth[parent] + 1
+                continue
+        _span(f"spans[{i}]", span, depth)
+
+
+def _span(what: str, span: Any, depth: dict[int, int]) -> None:
+    span = _object(span, what)
+    span_id = _int(span.get("id"), f"{what}.id", 1)
+    if span_id in depth:
+        raise Invalid(f"{what}.id {span_id} is used twice")
+    parent = span.get("parent")
+    if parent is None:
+        depth[span_id] = 1
+    else:
+        if type(parent) is not int or parent not in depth:
+            raise Invalid(f"{what}.parent is {_shown(parent)}, not the id of a span before it")
+        depth[span_id] = depth[parent] + 1
+        if depth[span_id] > MAX_DEPTH:
+            raise Invalid(f"spans are nested more than {MAX_DEPTH} deep")
+    _str(span.get("phase"), f"{what}.phase", optional=False)
+    _str(span.get("name"), f"{what}.name", optional=False)
+    _int(span.get("start"), f"{what}.start", -_INT64_MAX)
+    _int(span.get("duration"), f"{what}.duration", -1)
+    if "thread" in span:
+        _int(span["thread"], f"{what}.thread")
+    attrs = _object(span.get("attrs") or {}, f"{what}.attrs")
+    if not _attrs_ok(attrs):
+        _attrs(attrs, f"{what}.attrs")
+    error = span.get("error")
+    if error is not None:
+        error = _object(error, f"{what}.error")
+        for field, value in error.items():
+            _str(value, f"{what}.error.{field}", optional=False)
+
+
+def _attrs_ok(attrs: dict[str, Any]) -> bool:
+    for key, value in attrs.items():
+        if value is None:
+            continue
+        if key in _ATTR_TEXT:
+            if type(value) is not str:
+                return False
+        elif key in _ATTR_INT:
+            if type(value) is not int or not -_INT64_MAX <= value <= _INT64_MAX:
+                return False
+        elif key in ("params", "batch") and not isinstance(value, list | dict):
+            return False
+    return True
 
 
 def _attrs(attrs: dict[str, Any], what: str) -> None:
+    """Raise Invalid saying which attribute is not of its type."""
     for key, value in attrs.items():
         if key in _ATTR_TEXT:
             _str(value, f"{what}.{key}")
