@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
+from typing import NamedTuple
 
 from djtrace.cli.errors import CliError, describe
 
@@ -87,22 +88,28 @@ def _literal_pair(key: ast.AST, value: ast.AST) -> str | None:
     return None
 
 
-def find_manage_py(start: Path) -> tuple[Path | None, Path | None]:
-    """The nearest manage.py at or above `start` that names its settings; and the first
-    manage.py passed over because it does not (to say so), each None if there is none."""
+class Search(NamedTuple):
+    manage_py: Path | None  # the nearest manage.py that names its settings
+    settings: str | None  # the settings module it names
+    skipped: Path | None  # the first manage.py passed over because it does not (to say so)
+
+
+def find_manage_py(start: Path) -> Search:
+    """Look for a project's manage.py in `start` and the folders above it."""
     home = Path.home().resolve()
     skipped: Path | None = None
     folder = start.resolve()
     for _ in range(MAX_LEVELS):
         candidate = folder / "manage.py"
         if candidate.is_file():
-            if settings_in_manage_py(candidate):
-                return candidate, skipped
+            settings = settings_in_manage_py(candidate)
+            if settings:
+                return Search(candidate, settings, skipped)
             skipped = skipped or candidate
         if folder == home or folder.parent == folder or (folder / ".git").exists():
             break
         folder = folder.parent
-    return None, skipped
+    return Search(None, None, skipped)
 
 
 def find_project(
@@ -120,15 +127,13 @@ def find_project(
         if launched_by is not None:
             return Project(os.environ[SETTINGS_VARIABLE], "manage.py", launched_by.parent)
         return Project(os.environ[SETTINGS_VARIABLE], SETTINGS_VARIABLE, root)
-    manage_py, skipped = find_manage_py(root or cwd or Path.cwd())
-    if manage_py is not None:
-        found = settings_in_manage_py(manage_py)
-        assert found is not None
-        return Project(found, "manage.py", root or manage_py.parent)
+    search = find_manage_py(root or cwd or Path.cwd())
+    if search.manage_py is not None and search.settings is not None:
+        return Project(search.settings, "manage.py", root or search.manage_py.parent)
     note = ""
-    if skipped is not None:
+    if search.skipped is not None:
         note = (
-            f"{skipped} does not set {SETTINGS_VARIABLE} to a plain string; "
+            f"{search.skipped} does not set {SETTINGS_VARIABLE} to a plain string; "
             "pass --settings for your project"
         )
     return Project(SAMPLE_SETTINGS, "sample_site", root, note)
