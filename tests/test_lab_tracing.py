@@ -325,3 +325,21 @@ def test_replay_under_asgi_sends_the_captured_json_body(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "201" in result.stdout and "→ 400" not in result.stdout
     assert "no change in status" in result.stdout
+
+
+@pytest.mark.parametrize("asgi", [False, True], ids=["wsgi", "asgi"])
+def test_each_middleware_keeps_its_before_and_after_halves_across_thread_hops(asgi):
+    """A layer that calls the next one through a hop (an async-only layer between sync ones
+    under WSGI, a sync-only one under ASGI) is still split where it called inward."""
+    stack = [
+        *django.conf.settings.MIDDLEWARE,
+        "tests.timing_site.middleware.async_only_middleware",
+        SYNC_ONLY,
+    ]
+    with override_settings(MIDDLEWARE=stack):
+        tr = run(RequestSpec(path="/books/fast/", asgi=asgi))
+    layers = only(tr, "middleware")
+    assert [s.name for s in layers] == stack
+    assert any(a.phase == "async.hop" for s in layers for a in ancestors(tr, s))
+    for layer in layers:
+        assert layer.start <= layer.attrs["inner_start"] <= layer.attrs["inner_end"] <= layer.end

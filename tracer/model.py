@@ -287,11 +287,15 @@ def _spans_from_records(trace: Trace) -> tuple[list[Span], bool]:
         span.error = record[ERROR]
         spans.append(span)
         if span.phase == "middleware" and span.parent is not None:
-            outer = spans[span.parent - 1]
+            outer = boundary = spans[span.parent - 1]
+            if outer.phase == "async.hop" and outer.parent is not None:
+                outer = spans[outer.parent - 1]  # it called this layer through a thread hop
+            else:
+                boundary = span
             if outer.phase == "middleware":  # this layer's span splits the outer one in two
-                outer.attrs.setdefault("inner_start", span.start)
-                if end:
-                    outer.attrs["inner_end"] = end - t0
+                outer.attrs.setdefault("inner_start", boundary.start)
+                if boundary.duration >= 0:
+                    outer.attrs["inner_end"] = boundary.start + boundary.duration
     return spans, ended
 
 

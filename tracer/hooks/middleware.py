@@ -22,7 +22,7 @@ from asgiref.sync import iscoroutinefunction
 from django.core.handlers import base as handler_base
 from django.core.handlers import exception as exception_module
 from django.core.handlers.base import BaseHandler
-from djtrace.model import END, INNER_END, INNER_START, PHASE, Record
+from djtrace.model import END, INNER_END, INNER_START, PARENT, PHASE, Record
 from djtrace.patching import patch
 from djtrace.recorder import (
     NOT_ERRORS,
@@ -200,6 +200,8 @@ def _async_layer(inner: Any, name: str | None) -> Any:
 def _innermost_middleware() -> Record | None:
     state = current.get()
     outer = state.span if state is not None else None
+    if outer is not None and outer[PHASE] == "async.hop":  # a sync layer over an async core
+        outer = outer[PARENT]
     return outer if outer is not None and outer[PHASE] == "middleware" else None
 
 
