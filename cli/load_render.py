@@ -211,8 +211,12 @@ def render_run(console: Console, run: dict[str, Any]) -> None:
             Text(
                 f"  Tracing's own effect at the knee ({overhead['concurrency']} concurrent): "
                 f"{overhead['traced']:.1f} req/s {how}, {overhead['untraced']:.1f} untraced "
-                f"({overhead['difference']:+.1%} throughput lost; one rerun on a shared "
-                "machine, so within its noise)",
+                + (
+                    f"({overhead['difference']:.1%} less traced"
+                    if overhead["difference"] >= 0
+                    else f"({-overhead['difference']:.1%} more traced"
+                )
+                + "; one rerun each, so within the machine's noise)",
                 "dim",
             )
         )
