@@ -96,8 +96,8 @@ def check_terminal() -> None:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise BreakpointError(
             "--break-on stops in a debugger and needs an interactive terminal (stdin and "
-            "stdout are not one here); run it in a terminal, or set PYTHONBREAKPOINT to a "
-            "remote debugger"
+            "stdout are not one here); run it in a terminal (under pytest: with -s), or set "
+            "PYTHONBREAKPOINT to a remote debugger"
         )
 
 
