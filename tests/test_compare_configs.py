@@ -15,9 +15,11 @@ from djtrace.exporters.store import TraceStore
 
 from tests.conftest import run_djtrace
 
-GUNICORN = f"{sys.executable} -m gunicorn djtrace.sample_site.wsgi -k gthread"
-PROCESSES = f"{GUNICORN} -w 2 --threads 1"
-THREADS = f"{GUNICORN} -w 1 --threads 2"
+GUNICORN = f"{sys.executable} -m gunicorn djtrace.sample_site.wsgi"
+# Sync workers take a new connection per request, so both processes get work; a gthread
+# worker keeps a keep-alive client's connection, and two clients can stick to one process.
+PROCESSES = f"{GUNICORN} -k sync -w 2"
+THREADS = f"{GUNICORN} -k gthread -w 1 --threads 2"
 
 
 def _compare(tmp_path: Path, path: str) -> tuple[str, dict[str, dict]]:
