@@ -214,6 +214,9 @@ def _why_part(name: str, first: dict[str, Any], last: dict[str, Any]) -> str:
             )
             why = f"{who} busy (waiting for a worker)"
             return why + _off_cpu_growth(a, b)
+        off_cpu = _off_cpu_growth(a, b)
+        if off_cpu:
+            return f"worker threads were {busy:.0%} busy" + off_cpu
         if cpu_b.get("cpu_share", 0) >= 0.5:
             return (
                 f"worker threads were free ({busy:.0%} busy) but their requests ran Python: "
