@@ -250,3 +250,29 @@ def test_the_plugin_leaves_a_suite_without_django_alone(pytester):
     # And `-p no:djtrace` turns it off altogether.
     off = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:djtrace", "--djtrace")
     assert off.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_plain_pytest_with_django_set_up_in_conftest_works_too(pytester):
+    # No pytest-django: the project calls django.setup() itself and uses Django's own
+    # SimpleTestCase against the (seeded) sample database.
+    pytester.makeconftest("import django\n\ndjango.setup()\n")
+    pytester.makepyfile(
+        test_unittest="""
+        import pytest
+        from django.test import SimpleTestCase
+
+        class Pages(SimpleTestCase):
+            databases = {"default"}
+
+            @pytest.mark.djtrace(max_queries=1)
+            def test_fast(self):
+                self.client.get("/books/fast/")
+
+            @pytest.mark.djtrace(no_n_plus_one=True)
+            def test_slow(self):
+                self.client.get("/books/")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:django")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*_ Pages.test_slow _*", "djtrace budget broken: an N+1 pattern"])
