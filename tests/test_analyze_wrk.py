@@ -80,3 +80,38 @@ def test_analyze_needs_a_window_or_a_tag(tmp_path: Path) -> None:
     result = run_djtrace("load", "analyze", "--store", str(tmp_path / "x.sqlite3"))
     assert result.returncode == 2
     assert "--since 10m" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_analyze_joins_tagged_requests_by_their_header_and_knows_the_time_before_django(
+    client, tmp_path: Path
+) -> None:
+    """A tool that sends X-Djtrace-Load (a k6 script, a locust hook): stages by its tag."""
+    from djtrace import trace
+    from djtrace.exporters.store import TraceStore
+    from djtrace.lab.tag import format_tag
+
+    with trace() as session:
+        for stage, waited_ms in ((1, 0), (2, 30)):
+            for seq in range(6):
+                sent = time.time_ns() - waited_ms * 1_000_000
+                tag = format_tag("k6-night", stage, seq, sent)
+                client.get("/lab/io/?ms=5", HTTP_X_DJTRACE_LOAD=tag)
+        client.get("/books/fast/")  # untagged: not part of the run
+    store = tmp_path / "traces.sqlite3"
+    with TraceStore.open(store, create=True) as opened:
+        opened.add(session.traces)
+
+    result = run_djtrace(
+        "load", "analyze", "--tag", "k6-night", "--store", str(store),
+        "--json", str(tmp_path / "run.json"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    stages = json.loads((tmp_path / "run.json").read_text())["stages"]
+    assert [(s["run"], s["count"], s["tagged"]) for s in stages] == [
+        ("k6-night", 6, 6),
+        ("k6-night", 6, 6),
+    ]
+    assert all(s["latency_from"] == "send" for s in stages)
+    before = [s["analysis"]["split"]["before Django"]["mean"] for s in stages]
+    assert before[0] < 10_000_000 and before[1] >= 30_000_000  # the second stage waited
+    assert "time before Django grew most" in result.stdout
