@@ -292,8 +292,9 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
                 f"under {slo_ms:g} ms"
             )
         else:
+            n = within["concurrency"]
             parts.append(
-                f"up to {within['concurrency']} concurrent requests p99 stays under {slo_ms:g} ms"
+                f"up to {n} concurrent request{'s' if n != 1 else ''} p99 stays under {slo_ms:g} ms"
             )
         knee_stage = closed[knee] if knee is not None else peak
         rising = False
