@@ -239,5 +239,6 @@ def install() -> None:
     patch(BaseDatabaseWrapper, "_rollback", lambda original: _commit(original, "db.rollback"))
     # Where Django's backends look it up when they call it: base.py imported it by name;
     # a backend imported later (Oracle, third-party) gets it from utils.
-    patch(backend_base, "debug_transaction", _debug_transaction)
-    patch(backend_utils, "debug_transaction", _debug_transaction)
+    for module in (backend_base, backend_utils):
+        if hasattr(module, "debug_transaction"):  # Django 4.2+ logs BEGIN/COMMIT/ROLLBACK
+            patch(module, "debug_transaction", _debug_transaction)
