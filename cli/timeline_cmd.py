@@ -17,6 +17,7 @@ from djtrace.exporters.run_store import get_run
 from djtrace.exporters.store import StoreError, TraceStore
 from djtrace.lab import timeline as lanes
 from djtrace.lab.document import stage_label
+from djtrace.model import Trace
 from rich.console import Console
 from rich.text import Text
 
@@ -176,17 +177,34 @@ def stage_timeline(
     store_file: Path, run: dict[str, Any], stage: dict[str, Any], limit: int = DEFAULT_LIMIT
 ) -> lanes.Timeline | None:
     """The measured window of one stage of a run (warm-up left out), or None: no traces."""
-    selection = Selection(
-        since=stage["window_start_ns"], until=stage["window_end_ns"], run=run["run_id"]
-    )
-    selection.stage = stage["index"]
-    window = read_window(store_file, selection, limit)
-    if not window.traces:
+    if stage.get("observed"):  # `load analyze`: the traces it read, by id
+        traces = _by_id(store_file, [r["trace"] for r in stage.get("joined") or []][:limit])
+    else:
+        selection = Selection(
+            since=stage["window_start_ns"], until=stage["window_end_ns"], run=run["run_id"]
+        )
+        selection.stage = stage["index"]
+        traces = read_window(store_file, selection, limit).traces
+    if not traces:
         return None
-    built = lanes.build(window.traces)
+    built = lanes.build(traces)
     lo = max(built.start, stage["window_start_ns"])
     hi = min(built.end, stage["window_end_ns"])
     return lanes.zoom(built, lo, hi) if hi > lo else built
+
+
+def _by_id(store_file: Path, ids: list[str]) -> list[Trace]:
+    traces = []
+    try:
+        with TraceStore.open(store_file) as opened:
+            for trace_id in ids:
+                try:
+                    traces.append(opened.get(trace_id))
+                except StoreError:
+                    continue  # pruned since: the others still show
+    except StoreError:
+        return []
+    return traces
 
 
 def show_run_timeline(console: Console, store_file: Path, run: dict[str, Any]) -> None:

@@ -55,7 +55,7 @@ def test_analyze_over_two_wrk_runs_reports_each_stage_throughput_within_10_perce
         wait_for_traces(captured.store, 4 + first[1] + second[1])
     result = run_djtrace(
         "load", "analyze", "--store", str(captured.store), "--since", "10m",
-        "--path", "/lab/io/", "--json", str(tmp_path / "run.json"),
+        "--path", "/lab/io/", "--json", str(tmp_path / "run.json"), "--timeline",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     run = json.loads((tmp_path / "run.json").read_text())
@@ -71,6 +71,9 @@ def test_analyze_over_two_wrk_runs_reports_each_stage_throughput_within_10_perce
         assert stage["analysis"]["lanes"]  # which worker threads served it
     assert "observed from stored traces" in result.stdout
     assert "no send times" in result.stdout  # wrk sent no X-Djtrace-Load header
+    # The knee stage's lanes, drawn from the very traces analyze read.
+    timeline = result.stdout.split("timeline · ", 1)[1]
+    assert re.search(r"^\d+/pool-0_\d", timeline, re.M), timeline
     # The run is kept like a `djtrace load` run.
     shown = run_djtrace("load", "--show", run["run_id"], "--store", str(captured.store))
     assert shown.returncode == 0 and run["run_id"] in shown.stdout
@@ -114,4 +117,4 @@ def test_analyze_joins_tagged_requests_by_their_header_and_knows_the_time_before
     assert all(s["latency_from"] == "send" for s in stages)
     before = [s["analysis"]["split"]["before Django"]["mean"] for s in stages]
     assert before[0] < 10_000_000 and before[1] >= 30_000_000  # the second stage waited
-    assert "time before Django grew most" in result.stdout
+    assert re.search(r"time before Django\s+grew most", result.stdout), result.stdout
