@@ -414,7 +414,10 @@ def _with_server(
         )
         server = Server(bound, path, Path(scratch), extra_env)
         try:
-            server.wait_until_serving(base + targets[0].path, start_timeout)
+            try:
+                server.wait_until_serving(base + targets[0].path, start_timeout)
+            except KeyboardInterrupt:  # the server is stopped below, whatever it was doing
+                raise CliError("stopped before the load began", code=130) from None
             if not server.traced_pids():
                 console.print(
                     Text(
