@@ -211,6 +211,12 @@ def load(
         if targets_args or command:
             raise CliError("--runs and --show read kept runs; give no paths or command with them")
         _stored(console, path, runs, show, against)
+        if show and (timeline or report is not None):  # a kept run's lanes and report
+            kept = _read_run(path, show)
+            if timeline:
+                show_run_timeline(console, path, kept)
+            if report is not None:
+                write_report(console, path, kept, report)
         return
     closed = _levels(concurrency, "--concurrency", int)
     opened = _levels(rate, "--rate", float)

@@ -141,3 +141,16 @@ def test_the_comparison_report_draws_a_line_per_configuration_offline(tmp_path: 
     throughput = re.search(r'<svg[^>]*data-chart="throughput".*?</svg>', dom, re.S).group(0)
     assert throughput.count("<polyline") == 2  # a line per configuration
     assert "peaks highest" in dom
+
+
+def test_a_kept_run_gets_its_lanes_and_report_again_with_show(load_run, tmp_path: Path) -> None:
+    first, report = load_run
+    again = tmp_path / "again.html"
+    result = run_djtrace(
+        "load", "--show", "last", "--store", str(report.parent / "traces.sqlite3"),
+        "--timeline", "--report", str(again),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "timeline · " in result.stdout and again.exists()
+    answer = re.search(r'id="answer">([^<]*)<', report.read_text()).group(1)
+    assert f'id="answer">{answer}<' in again.read_text()  # the same run, read back
