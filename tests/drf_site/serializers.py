@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-from rest_framework import serializers
-
 from djtrace.sample_site.bookstore.models import Book
+from rest_framework import serializers
 
 
 class BookSerializer(serializers.ModelSerializer):

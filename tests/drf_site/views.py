@@ -5,12 +5,12 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from djtrace.sample_site.bookstore.models import Book
 from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from djtrace.sample_site.bookstore.models import Book
 from tests.drf_site.serializers import BookSerializer
 
 
