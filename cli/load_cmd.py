@@ -61,6 +61,9 @@ EXAMPLES = """
   DJTRACE_LOAD_PASSWORD=… djtrace load /account/ --user alice -- gunicorn mysite.wsgi
   djtrace load /books/ --json run.json -- gunicorn mysite.wsgi
   djtrace load --runs · djtrace load --show last · djtrace load --show RUN --against RUN2
+  djtrace load /lab/io/ --timeline --report run.html -- gunicorn mysite.wsgi
+  djtrace load /lab/cpu/ -c 1,2,4 --compare 'gunicorn mysite.wsgi -w 2' \\
+      'gunicorn mysite.wsgi -w 1 --threads 2'   [dim]# processes or threads?[/]
 
 The first line of the report is the answer: up to how many concurrent requests p99 stays
 under --slo, where throughput levels off, and what grew (waiting for a worker, for the
