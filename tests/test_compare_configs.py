@@ -42,7 +42,10 @@ def _compare(tmp_path: Path, path: str) -> tuple[str, dict[str, dict]]:
 
 def _quiet_machine_or_skip() -> None:
     """A CPU-bound comparison measures the cores the servers get: on a machine already
-    running more than it has cores, the scheduler's shares decide it, not the GIL."""
+    running more than it has cores, the scheduler's shares decide it, not the GIL (with
+    Linux's autogroup, a server's processes share one session's slice: measured here at a
+    load average of 8 on 2 cores, `-w 2` served no more than one process with 2 threads,
+    under wrk as under djtrace)."""
     cores = os.cpu_count() or 1
     load = os.getloadavg()[0]
     if load > cores:
