@@ -163,6 +163,14 @@ def test_gunicorn_gthread_stopped_mid_load_stores_every_answered_request(tmp_pat
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_gunicorn_sync_stopped_while_the_store_is_locked_stores_every_answered_request(
+    tmp_path, sig
+):
+    port = free_port()
+    stop_mid_load(tmp_path, gunicorn_args(port, workers=2, threads=1), port, sig, locked=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("locked", [False, True], ids=["", "store-locked"])
 def test_uvicorn_workers_stopped_mid_load_store_every_answered_request(tmp_path, sig, locked):
     port = free_port()
@@ -299,7 +307,10 @@ def test_ctrl_c_stops_a_captured_server_as_fast_as_the_server_alone(tmp_path, na
     captured_cmd = [sys.executable, "-m", "djtrace.cli", "capture", "--quiet", "--store"]
     store = str(tmp_path / "s.sqlite3")
     traced, traced_out = _ctrl_c_seconds([*captured_cmd, store, "--", *server], port)
-    assert "SIGKILL" not in alone_out + traced_out
+    # Only capture's run is held to a clean stop: gunicorn's gthread workers alone, told to
+    # quit twice (by the terminal and by the master), now and then hang until the master
+    # SIGKILLs them after its 30 s graceful timeout; under capture they are told once.
+    assert "SIGKILL" not in traced_out, traced_out[-3000:]
     assert "passing SIGINT to the server" in traced_out
     assert "the server exited with 0." in traced_out
     assert traced <= 2 * alone + 2, f"capture {traced:.1f} s vs the server alone {alone:.1f} s"
