@@ -276,3 +276,16 @@ def test_plain_pytest_with_django_set_up_in_conftest_works_too(pytester):
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:django")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*_ Pages.test_slow _*", "djtrace budget broken: an N+1 pattern"])
+
+
+def test_loading_the_plugin_imports_neither_django_nor_rich():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, djtrace.pytest_plugin\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('django', 'rich', 'typer', 'IPython', 'opentelemetry')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
