@@ -222,6 +222,13 @@ def parse_slower_than(ms: float) -> int:
     return int(min(ms * 1e6, _NS_MAX))
 
 
+def check_hide_under(ms: float) -> float:
+    """--hide-under in ms, finite: past any span's length it hides every detail span."""
+    if ms != ms:
+        raise CliError("--hide-under nan: give a duration in ms, 0 or more")
+    return min(ms, 1e12)
+
+
 def check_pid(pid: int) -> int:
     if not 1 <= pid <= _NS_MAX:
         raise CliError(f"--pid {_shown(str(pid))}: a process id is a whole number from 1")

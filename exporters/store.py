@@ -543,7 +543,7 @@ class TraceStore:
         sql = f"SELECT {_SUMMARY} FROM traces{where} ORDER BY {SORTS[sort]}"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(limit)
+            params.append(_clamp(limit))
         return [_summary(row) for row in self._all(sql, params)]
 
     def after(self, seq: int, limit: int = 500) -> list[Summary]:

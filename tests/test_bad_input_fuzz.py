@@ -338,8 +338,17 @@ filters = st.fixed_dictionaries(
         "--method": odd_text,
         "--pid": st.integers(-(2**70), 2**70).map(str),
         "--slower-than": st.floats(min_value=0).map(repr) | st.sampled_from(["inf", "1e400", "0"]),
+        "--limit": st.integers(1, 2**70).map(str),
+        "--hide-under": st.floats(min_value=0).map(repr) | st.sampled_from(["inf", "1e400"]),
     },
 )
+#: The options each command takes, of those above.
+TAKES = {
+    "list": {"--since", "--status", "--path", "--method", "--pid", "--slower-than", "--limit"},
+    "stats": {"--since", "--status", "--path", "--method", "--pid", "--slower-than"},
+    "export": {"--since", "--status", "--path", "--method", "--pid", "--slower-than", "--limit"},
+    "show": {"--path", "--hide-under"},
+}
 
 
 def _options(chosen: dict[str, str]) -> list[str]:
@@ -350,8 +359,7 @@ def _options(chosen: dict[str, str]) -> list[str]:
 @FUZZ
 @given(chosen=filters, command=st.sampled_from(["list", "stats", "export", "show"]))
 def test_filters_with_odd_values_answer_in_one_line(good_store, chosen, command):
-    if command == "show":  # show takes a path filter only (with latest, slowest)
-        chosen = {"--path": chosen["--path"]} if "--path" in chosen else {}
+    chosen = {name: value for name, value in chosen.items() if name in TAKES[command]}
     args = ["slowest"] if command == "show" else []
     check(command, *args, *_options(chosen), "--store", str(good_store))
 
