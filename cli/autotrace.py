@@ -169,14 +169,28 @@ def _drain_before_default_death() -> None:
 
 
 def _drain_then_die(signum: int, frame: Any) -> None:
-    signal.signal(signum, signal.SIG_DFL)  # the same signal again kills at once
     writer = sys.modules.get("djtrace.exporters.writer")  # None: nothing was traced here
+    if writer is not None and _inside(frame, writer, sys.modules.get("queue")):
+        # The main thread was stopped inside the writer's queue or locks, which draining
+        # needs: deliver the signal again in a moment, once it is out of them.
+        threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+        return
+    signal.signal(signum, signal.SIG_DFL)  # the same signal again kills at once
     if writer is not None:
         try:
             writer.close_all()
         except Exception:
             pass
     signal.raise_signal(signum)  # the default action, as without djtrace
+
+
+def _inside(frame: Any, *modules: Any) -> bool:
+    files = {getattr(module, "__file__", None) for module in modules} - {None}
+    while frame is not None:
+        if frame.f_code.co_filename in files:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _let_reloaded_child_drain() -> None:

@@ -434,3 +434,33 @@ def test_capture_summary_keeps_percentiles_in_bounded_memory(tmp_path):
         assert abs(view.percentile(q) - percentile(exact, q)) <= percentile(exact, q) / 1000
     counts = view.counts().plain
     assert counts.startswith("── 50000 requests · 2xx 50000 · p50 ")
+
+
+def test_a_stop_signal_landing_inside_the_writers_queue_drains_once_out_of_it(tmp_path):
+    """Draining takes the writer queue's lock: a SIGTERM handled while the main thread holds
+    it (a server finishing requests on its main thread) must not deadlock, but drain and
+    die once the main thread is out of it."""
+    code = f"""
+import os, queue, signal, sys, time
+os.environ["DJTRACE_CAPTURE"] = "1"
+from djtrace.cli import autotrace
+autotrace.arm()
+from djtrace.exporters.writer import StoreWriter
+class Interrupted(queue.Queue):
+    def _put(self, item):  # called by Queue.put with the queue's lock held
+        if item == "now":
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, sys._getframe())
+        super()._put(item)
+writer = StoreWriter({str(tmp_path / "s.sqlite3")!r})
+writer._queue = Interrupted(10)
+writer._start()
+writer._queue.put_nowait("now")
+print("came back", flush=True)
+time.sleep({PATIENCE_S})
+print("never killed", flush=True)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=PATIENCE_S, cwd=ROOT
+    )
+    assert result.stdout == "came back\n", result.stderr[-3000:]
+    assert result.returncode == -signal.SIGTERM  # then died by it, as without djtrace
