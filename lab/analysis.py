@@ -336,13 +336,27 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
                 "to_stage": last["index"],
                 "by_component": dict(ranked),
             }
-            if ranked and ranked[0][1] > 0:
+            # Growth worth naming: a fair share of what one request took at the first stage.
+            enough = max(2_000_000, 0.25 * (first["latency"]["mean"] or 0))
+            if ranked and ranked[0][1] >= enough:
                 name, grew = ranked[0]
                 why = _why(name, first, last, closed)
                 out["grew_most"] = {"component": name, "ns": grew, "why": why}
                 parts.append(
                     f"from {first['concurrency']} to {last['concurrency']} concurrent, time "
                     f"{name} grew most (+{_ms(grew)} a request): {why}"
+                )
+            elif ranked:
+                parts.append(
+                    f"from {first['concurrency']} to {last['concurrency']} concurrent no part "
+                    f"of a request grew much (most: {ranked[0][0]}, +{_ms(max(ranked[0][1], 0))})"
+                )
+            after = _mean((first.get("analysis") or {}).get("split") or {}, AFTER)
+            if after > 10_000_000 and after > 0.5 * (first["latency"]["mean"] or 0):
+                parts.append(
+                    f"most of each request's time is after Django ({_ms(after)}, the body's way "
+                    "back: often a server writing it in small pieces without TCP_NODELAY, "
+                    "waiting on delayed ACKs)"
                 )
     if opened:
         ok = [s for s in opened if s["latency"]["p99"] <= slo_ns and not s["errors"]]
