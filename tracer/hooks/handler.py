@@ -148,7 +148,7 @@ def _request_info(request: Any) -> dict[str, Any]:
 def _where(request: Any, mode: str) -> dict[str, Any]:
     server = request.META.get("SERVER_SOFTWARE") or ("asgi" if mode == "async" else "wsgi")
     where = {
-        "pid": os.getpid(),
+        "pid": _pid[0],
         "thread": current_thread_name(),
         "thread_id": thread_id(),
         "server": server,
@@ -161,6 +161,11 @@ def _where(request: Any, mode: str) -> dict[str, Any]:
 
 
 _settings: list[str] = []
+
+# The process id, read once (a system call per request otherwise), again in a forked child.
+_pid = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
 def _settings_module() -> str | None:
