@@ -20,9 +20,10 @@ def as_text(renderable: RenderableType, width: int = 120) -> str:
     return console.export_text().rstrip() + "\n"
 
 
-def traces_text(traces: list[Trace], width: int = 120) -> str:
+def traces_text(traces: list[Trace], width: int = 120, hide_under_ms: float | None = None) -> str:
     """Each trace as djtrace's tree with its findings and phase table."""
-    return "\n".join(as_text(render_trace(t), width) for t in traces)
+    options = {} if hide_under_ms is None else {"hide_under_ms": hide_under_ms}
+    return "\n".join(as_text(render_trace(t, **options), width) for t in traces)
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def show_tree(trace: Trace) -> None:
     """Print a trace as djtrace's tree (rich is the cli's; loaded only when stopping)."""
     from djtrace.cli.render import print_traces
 
-    print_traces([trace])
+    print_traces([trace], hide_under_ms=0)  # every span: the one stopped on is often fast
 
 
 # --- stopping ---------------------------------------------------------------------------------

@@ -298,7 +298,8 @@ def _judge(run: _Run, item: pytest.Item, budget: Budget | None, traces: list[Tra
                 shown += [t for t in traces if t not in shown and t.request]
     if lines:
         if shown:
-            lines += ["", traces_text(shown, _width(item))]
+            # Every span, however fast: the offending queries are the evidence.
+            lines += ["", traces_text(shown, _width(item), hide_under_ms=0)]
         pytest.fail("\n".join(lines), pytrace=False)
 
 
