@@ -197,30 +197,36 @@ def _let_reloaded_child_drain() -> None:
     """runserver's autoreloader: stop its serving child with SIGTERM, not SIGKILL.
 
     On Ctrl-C or SIGTERM Django's reloading parent kills the child that serves requests
-    (SIGKILL), whose last traces may still be queued. Under capture the child gets SIGTERM
-    (it exits through sys.exit, so its writer drains) and the parent waits for it.
+    (subprocess.run kills it on the way out), whose last traces may still be queued. Under
+    capture Django's own restart_with_reloader runs as ever, but the `subprocess` it sees
+    has a run() that passes the child SIGTERM (it exits through sys.exit, so its writer
+    drains) and waits for it.
     """
     autoreload = sys.modules.get("django.utils.autoreload")
     if autoreload is None or os.environ.get(getattr(autoreload, "DJANGO_AUTORELOAD_ENV", "")):
         return  # not runserver, or this is the serving child
+    if isinstance(getattr(autoreload, "subprocess", None), _ReloaderSubprocess):
+        return
+    autoreload.subprocess = _ReloaderSubprocess(autoreload.subprocess)
 
-    import subprocess
 
-    def restart_with_reloader() -> int:
-        # Django's own loop (4.2 to 6.x), with a stop that lets the child drain.
-        env = {**os.environ, autoreload.DJANGO_AUTORELOAD_ENV: "true"}
-        args = autoreload.get_child_arguments()
-        while True:
-            child = subprocess.Popen(args, env=env, close_fds=False)
+class _ReloaderSubprocess:
+    """The subprocess module as django.utils.autoreload sees it under capture."""
+
+    def __init__(self, module: Any) -> None:
+        self._module = module
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def run(self, args: Any, **kwargs: Any) -> Any:
+        with self._module.Popen(args, **kwargs) as child:
             try:
                 code = child.wait()
-            except BaseException:
+            except BaseException:  # Ctrl-C, or SIGTERM (Django's handler: sys.exit)
                 _stop_child(child)
                 raise
-            if code != 3:  # 3: a file changed, restart
-                return code
-
-    autoreload.restart_with_reloader = restart_with_reloader
+        return self._module.CompletedProcess(child.args, code)
 
 
 def _stop_child(child: subprocess.Popen[Any]) -> None:
