@@ -198,3 +198,12 @@ def test_replay_stops_in_the_replayed_request_not_the_warm_up(djtrace, tmp_path)
     after = session.finish()
     assert "GET /books/  →  200 OK" in after
     assert "break on" not in after
+
+
+def test_an_async_view_stops_in_its_coroutine_on_the_event_loops_thread():
+    session = djtrace_request("/async/", "--asgi", "--break-on", "view>0ms")
+    before = session.prompt()
+    assert "djtrace: break on view>0ms (1st match): view async_books still running" in before
+    assert "in async_books, thread MainThread" in before  # asyncio.run's loop: the main thread
+    assert session.ask("p request.path").strip() == "'/async/'"
+    assert "GET /async/  →  200 OK" in session.finish()
