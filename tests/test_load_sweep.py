@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from djtrace.lab.engine import decode_histogram
+
 from tests.conftest import run_djtrace
 from tests.load_support import gunicorn_command, load_run
 
@@ -40,6 +42,16 @@ def test_sweep_rises_then_flattens_near_lanes_over_wait_with_before_django_growi
     for stage in run["stages"]:
         assert stage["errors"] == {}
         assert stage["analysis"]["join_share"] > 0.9  # nearly every request found its trace
+        # The warm-up ran and was left out: every measured request was sent in the window.
+        assert stage["warmup_requests"] > 0
+        assert all(row[3] >= stage["window_start_ns"] for row in stage["requests"])
+        # The HDR histogram (3 significant digits) holds every measured latency.
+        hist = decode_histogram(stage["histogram"])
+        exact = sorted(row[4] for row in stage["requests"])
+        assert hist.get_total_count() == stage["count"] == len(exact)
+        rank = -(-99 * len(exact) // 100) - 1  # nearest rank; HDR may round to a neighbour
+        low, high = exact[max(rank - 1, 0)], exact[min(rank + 1, len(exact) - 1)]
+        assert 0.998 * low - 1000 <= stage["latency"]["p99"] <= 1.002 * high + 1000
     # What grew: time before Django (requests queue for a free thread), not the view.
     summary = run["summary"]
     assert summary["grew_most"]["component"] == "before Django"
