@@ -343,3 +343,23 @@ def test_each_middleware_keeps_its_before_and_after_halves_across_thread_hops(as
     assert any(a.phase == "async.hop" for s in layers for a in ancestors(tr, s))
     for layer in layers:
         assert layer.start <= layer.attrs["inner_start"] <= layer.attrs["inner_end"] <= layer.end
+
+
+def test_the_sampling_benchmark_compares_light_and_full_traces_with_untraced():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "sampling.py"), "--paths", "/bench/trivial/"]
+        + ["--rounds", "20", "--warmup", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = [line for line in done.stdout.splitlines() if line.startswith("| /bench/trivial/")]
+    untraced, light, full = (cell.strip() for cell in row.strip("|").split("|")[1:])
+    assert untraced.endswith("µs") and light.endswith("×") and full.endswith("×")
+    assert float(light[:-1]) < float(full[:-1])  # the root only costs less than every span
