@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,15 +47,17 @@ class _Run:
     recorded: dict[Path, dict[str, Any]] = field(default_factory=dict)
     baselines: dict[Path, dict[str, Any]] = field(default_factory=dict)
     store: Any = None
+    sessions: dict[str, TraceSession] = field(default_factory=dict)  # by nodeid, until judged
+    active: set[str] = field(default_factory=set)  # nodeids whose session is entered
 
     @property
     def trace_every_test(self) -> bool:
         return bool(self.slowest or self.record or self.capture is not None)
 
 
-_RUN = pytest.StashKey[_Run]()
-_SESSION = pytest.StashKey["TraceSession"]()
-_TRACES = pytest.StashKey[list["Trace"]]()
+# Kept off pytest's own objects' stash (pytest 7+) and hooks are plain or old-style
+# wrappers, so that loading the plugin never breaks an older pytest of a user's project.
+_runs: weakref.WeakKeyDictionary[pytest.Config, _Run] = weakref.WeakKeyDictionary()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -115,7 +118,7 @@ def pytest_configure(config: pytest.Config) -> None:
         from djtrace.exporters.store import default_path
 
         capture_path = Path(store).expanduser() if store else default_path()
-    config.stash[_RUN] = _Run(
+    _runs[config] = _Run(
         tree_on_failure=config.getoption("--djtrace"),
         slowest=config.getoption("--djtrace-slowest"),
         record=config.getoption("--djtrace-record"),
@@ -133,7 +136,8 @@ def _django_ready() -> bool:
 def _session(item: pytest.Item) -> TraceSession:
     """The item's session, made but not yet entered: the call hook enters it, so what
     fixtures do first (pytest-django building the test database) is not traced."""
-    session = item.stash.get(_SESSION, None)
+    run = _runs[item.config]
+    session = run.sessions.get(item.nodeid)
     if session is None:
         if not _django_ready():
             pytest.fail(
@@ -143,7 +147,7 @@ def _session(item: pytest.Item) -> TraceSession:
             )
         from djtrace.inline import trace
 
-        session = item.stash[_SESSION] = trace()
+        session = run.sessions[item.nodeid] = trace()
     return session
 
 
@@ -159,7 +163,6 @@ def _finish(item: pytest.Item, session: TraceSession) -> list[Trace]:
     from djtrace.budgets import judged
 
     traces = judged(session.requests, session.bare)
-    item.stash[_TRACES] = traces
     for trace in session.requests:
         trace.where["test"] = item.nodeid
     return traces
@@ -196,7 +199,7 @@ def _budget(item: pytest.Item) -> Budget | None:
 
 
 def _wanted(run: _Run, item: pytest.Item) -> bool:
-    if item.get_closest_marker("djtrace") is not None or _SESSION in item.stash:
+    if item.get_closest_marker("djtrace") is not None or item.nodeid in run.sessions:
         return True
     if not _django_ready():
         return False  # a project without Django: the plugin does nothing
@@ -205,24 +208,20 @@ def _wanted(run: _Run, item: pytest.Item) -> bool:
     return _baseline_entry(run, item)[1] is not None
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Any:
-    run = item.config.stash[_RUN]
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """Start tracing right before the test body (after its fixtures' setup)."""
+    run = _runs[item.config]
     if not _wanted(run, item):
-        return (yield)
-    budget = _budget(item)
+        return
+    _budget(item)  # a bad marker fails here, before the test runs
     session = _session(item)
     session.__enter__()
-    try:
-        result = yield
-    finally:
-        traces = _finish(item, session)
-        _collect(run, item, traces)
-    _judge(run, item, budget, traces)
-    return result
+    run.active.add(item.nodeid)
 
 
-def _collect(run: _Run, item: pytest.Item, traces: list[Trace]) -> None:
+def _collect(run: _Run, item: pytest.Item, traces: list[Trace]) -> list[str]:
+    """Keep what the run asked for; the problems doing so (a store that cannot be used)."""
     requests = [t for t in traces if t.request]
     if run.slowest:
         from djtrace.analysis import findings
@@ -238,12 +237,13 @@ def _collect(run: _Run, item: pytest.Item, traces: list[Trace]) -> None:
                 run.store = TraceStore.open(run.capture, create=not run.capture.exists())
             run.store.add(requests)
         except StoreError as exc:
-            pytest.fail(f"--djtrace-capture: {exc}", pytrace=False)
+            return [f"djtrace: --djtrace-capture: {exc}"]
     if run.record and traces:
         from djtrace.budgets import baseline_path, shape
 
         path = baseline_path(Path(str(item.path)))
         run.recorded.setdefault(path, {})[_test_key(item)] = shape(traces)
+    return []
 
 
 def _width(item: pytest.Item) -> int:
@@ -253,7 +253,8 @@ def _width(item: pytest.Item) -> int:
         return 120
 
 
-def _judge(run: _Run, item: pytest.Item, budget: Budget | None, traces: list[Trace]) -> None:
+def _judge(run: _Run, item: pytest.Item, budget: Budget | None, traces: list[Trace]) -> str | None:
+    """Why the test fails its budgets or its baseline (with the trees), or None."""
     from djtrace.cli.pytest_report import TimeRow, budget_table, traces_text
 
     lines: list[str] = []
@@ -296,31 +297,62 @@ def _judge(run: _Run, item: pytest.Item, budget: Budget | None, traces: list[Tra
                 lines += [f"    {p}" for p in problems]
                 lines.append(diff)
                 shown += [t for t in traces if t not in shown and t.request]
-    if lines:
-        if shown:
-            # Every span, however fast: the offending queries are the evidence.
-            lines += ["", traces_text(shown, _width(item), hide_under_ms=0)]
-        pytest.fail("\n".join(lines), pytrace=False)
+    if not lines:
+        return None
+    if shown:
+        # Every span, however fast: the offending queries are the evidence.
+        lines += ["", traces_text(shown, _width(item), hide_under_ms=0)]
+    return "\n".join(lines)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
-    report = yield
-    if call.when == "call" and report.failed:
-        run = item.config.stash[_RUN]
-        traces = item.stash.get(_TRACES, [])
-        already = isinstance(call.excinfo and call.excinfo.value, pytest.fail.Exception) and (
-            "djtrace" in str(call.excinfo.value if call.excinfo else "")
-        )
-        if run.tree_on_failure and traces and not already:
-            from djtrace.cli.pytest_report import traces_text
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Any:
+    """After the test body: stop tracing, keep what was asked for, and fail a test that
+    passed but broke its budgets or its baseline."""
+    outcome = yield
+    if call.when != "call":
+        return
+    run = _runs.get(item.config)
+    if run is None or item.nodeid not in run.active:
+        return
+    run.active.discard(item.nodeid)
+    session = run.sessions.pop(item.nodeid)
+    traces = _finish(item, session)
+    report = outcome.get_result()
+    problems = _collect(run, item, traces)
+    if report.passed:
+        budget = _budget_or_none(item)
+        verdict = _judge(run, item, budget, traces)
+        problems += [verdict] if verdict else []
+        if problems:
+            report.outcome = "failed"
+            report.longrepr = "\n".join(problems)
+    elif report.failed and run.tree_on_failure and traces:
+        from djtrace.cli.pytest_report import traces_text
 
-            report.sections.append(("djtrace: this test's requests", traces_text(traces)))
-    return report
+        report.sections.append(("djtrace: this test's requests", traces_text(traces)))
+
+
+def _budget_or_none(item: pytest.Item) -> Budget | None:
+    try:
+        return _budget(item)
+    except BaseException:  # already reported when the test started
+        return None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """A test whose call phase never reported (interrupted): stop tracing all the same."""
+    run = _runs.get(item.config)
+    if run is not None and item.nodeid in run.active:
+        run.active.discard(item.nodeid)
+        run.sessions.pop(item.nodeid).__exit__(None, None, None)
+    elif run is not None:
+        run.sessions.pop(item.nodeid, None)  # a fixture's session the test never entered
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    run = session.config.stash.get(_RUN, None)
+    run = _runs.get(session.config)
     if run is None:
         return
     if run.recorded:
@@ -338,10 +370,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    run = config.stash.get(_RUN, None)
+    run = _runs.get(config)
     if run is None:
         return
-    width = max(120, min(config.get_terminal_writer().fullwidth, 160))
+    try:
+        width = max(120, min(terminalreporter._tw.fullwidth, 160))
+    except AttributeError:
+        width = 120
     if run.time_rows or run.slowest or run.recorded or run.capture is not None:
         terminalreporter.section("djtrace")
     if run.time_rows:
