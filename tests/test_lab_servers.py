@@ -93,6 +93,12 @@ def test_capture_sample_keeps_light_traces_and_a_tag_can_ask_for_a_full_one(tmp_
         assert light["where"]["pid"] and light["where"]["thread_id"]
     full = traces[3]
     assert full["request"]["load"]["full"] is True
+    # A light trace still counts its queries (and their time) on the root.
+    queries = spans(full, "db.query")
+    for seq in (0, 1, 2):
+        attrs = traces[seq]["spans"][0]["attrs"]
+        assert attrs["db_count"] == len(queries) > 0
+        assert 0 < attrs["db_ns"] < traces[seq]["duration"]
     assert "sampled" not in full["spans"][0]["attrs"]
     assert {"middleware", "view", "db.query", "response.close"} <= {
         s["phase"] for s in full["spans"]

@@ -17,6 +17,7 @@ stays idle for it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import weakref
@@ -240,8 +241,54 @@ def _adopt(entered: _Entered, request: Any, mode: str) -> None:
         trace.request.update(info)
         trace.where.update(_where(request, mode))
         entered.root[NAME] = f"{info['method']} {info['path']}"
+        if entered.light and mode == "sync":
+            _count_queries(trace)
     except Exception:
         tracer_failed(trace, "request start")
+
+
+# A light trace's query totals: id(trace) -> (totals [ns, count], the counter, connections).
+_light_db: dict[int, tuple[list[int], Any, list[Any]]] = {}
+
+
+def _count_queries(trace: Trace) -> None:
+    """Count a light trace's queries and their time (`db_ns`, `db_count` on its root) through
+    Django's `execute_wrappers` on this thread's connections, the SQL hook staying idle for
+    it: a call per query for the sampled-out requests only. A sync handler's only: under
+    ASGI queries run on other threads' connections."""
+    from django.db import connections
+
+    totals = [0, 0]
+
+    def counter(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
+        if trace.closed:  # the request ended without its close(): let go of the connection
+            with contextlib.suppress(Exception):
+                context["connection"].execute_wrappers.remove(counter)
+            return execute(sql, params, many, context)
+        start = clock()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            totals[0] += clock() - start
+            totals[1] += 1
+
+    wrapped = connections.all()
+    for connection in wrapped:
+        connection.execute_wrappers.append(counter)
+    _light_db[id(trace)] = (totals, counter, wrapped)
+
+
+def _end_light(trace: Trace, root: Record) -> None:
+    """Take a light trace's counter off the connections; its totals go on the root."""
+    counted = _light_db.pop(id(trace), None)
+    if counted is None:
+        return
+    totals, counter, wrapped = counted
+    for connection in wrapped:
+        with contextlib.suppress(ValueError):
+            connection.execute_wrappers.remove(counter)
+    attrs = root[ATTRS]
+    attrs["db_ns"], attrs["db_count"] = totals
 
 
 def _start(request: Any, mode: str) -> tuple[Trace, Record, Collector | None, Any, bool] | None:
@@ -355,6 +402,8 @@ def _wsgi_call(original: Any) -> Any:
             response = original(self, environ, start_response)
         except BaseException as exc:
             mark_error(root, exc)
+            if entered.light:
+                _end_light(trace, root)
             finish_trace(trace, root, entered.collector)
             raise
         finally:
@@ -457,6 +506,10 @@ def _close(original: Any) -> Any:
             try:
                 return original(self)
             finally:
+                try:
+                    _end_light(trace, root)
+                except Exception:
+                    tracer_failed(trace, "light totals")
                 finish_trace(trace, root, collector)
         _end_body(entry)
         hop = _enclosing_hop(trace)
