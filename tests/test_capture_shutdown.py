@@ -222,14 +222,18 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-@pytest.mark.parametrize("server", ["gunicorn", "uvicorn"])
+@pytest.mark.parametrize("server", ["gunicorn", "uvicorn", "runserver"])
 def test_kill_9_of_capture_leaves_no_server_behind(tmp_path, server):
     port = free_port()
-    args = gunicorn_args(port, 2, 4) if server == "gunicorn" else uvicorn_args(port, 2)
+    args = {
+        "gunicorn": gunicorn_args(port, 2, 4),
+        "uvicorn": uvicorn_args(port, 2),
+        "runserver": runserver_args(port, reload=True),
+    }[server]
     with capture(tmp_path, args, port, "--quiet") as captured, Load(port) as load:
         load.wait_for(20)
         pids = _server_pids(captured)
-        assert len(pids) >= 3, pids  # the leader and its two workers
+        assert len(pids) >= 2, pids  # the leader and its workers (runserver: its child)
         captured.process.kill()
         captured.process.wait(PATIENCE_S)
         deadline = time.monotonic() + PATIENCE_S
@@ -238,6 +242,8 @@ def test_kill_9_of_capture_leaves_no_server_behind(tmp_path, server):
                 f"still running after capture died: {[p for p in pids if _running(p)]}"
             )
             time.sleep(0.1)
+    if server == "runserver":
+        return  # it answered until it ended (see the runserver test above)
     # Stopped gracefully (SIGTERM), not killed: the answered requests were written.
     missing = load.answered - stored_tags(captured.store)
     assert not missing, f"{len(missing)} of {len(load.answered)} answered requests not stored"
