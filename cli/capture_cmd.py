@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from djtrace.cli import otlp_cli
+from djtrace.cli import break_cli, otlp_cli
 from djtrace.cli.autotrace import ENV_ACTIVE, ENV_BODY, ENV_READY, ENV_SAMPLE, ENV_STORE
 from djtrace.cli.errors import CliError
 from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
@@ -59,6 +59,7 @@ EXAMPLES = """
   djtrace capture --capture-body -- python manage.py runserver --noreload
   djtrace capture --otlp -- gunicorn mysite.wsgi   [dim]# and to Jaeger (OTLP, :4318)[/]
   djtrace capture --sample 0.1 -- gunicorn mysite.wsgi   [dim]# 1 in 10 in full, the rest light[/]
+  djtrace capture --break-on n+1 -- python manage.py runserver --noreload  [dim]# stop in pdb[/]
 
 Then: [bold]djtrace list[/], [bold]djtrace stats[/], [bold]djtrace show slowest[/].
 """
@@ -338,6 +339,9 @@ def capture(
             "(root span, status, timing, CPU). A load request's tag can ask for full=1.",
         ),
     ] = None,
+    break_on: break_cli.BreakOnOption = None,
+    nth: break_cli.NthOption = 1,
+    break_worker: break_cli.WorkerOption = None,
 ) -> None:
     """Run a server command with every request traced into the trace store, shown live."""
     if not command:
@@ -345,6 +349,8 @@ def capture(
             "give the command to run after --, e.g. djtrace capture -- gunicorn mysite.wsgi"
         )
     otlp_cli.check_options(otlp, otlp_endpoint, otlp_protocol, service_name)
+    breakpoints = break_cli.parse_break_on(break_on, nth)
+    quiet = quiet or bool(breakpoints)  # a line per request would land in the debugger's prompt
     otlp_env = otlp_cli.capture_env(otlp_endpoint, otlp_protocol, service_name) if otlp else {}
     path = store_path(store).absolute()
     try:
@@ -359,9 +365,10 @@ def capture(
         ready = Path(scratch) / "traced-pids"
         env = capture_env(path, body_limit if capture_body else 0, ready, sample=sample)
         env.update(otlp_env)
+        env.update(break_cli.capture_env(breakpoints, nth, break_worker, Path(scratch)))
         with SignalForwarder() as forwarder:
             child = _start(command, env, opened)
-            with Watchdog(child.pid):
+            with Watchdog(child.pid, Path(scratch)):
                 forwarder.started(child)
                 console.print(
                     Text.assemble(
@@ -440,17 +447,20 @@ class Watchdog:
     not take it too) with -I, so djtrace's bootstrap is not loaded into it.
     """
 
-    def __init__(self, server_pid: int) -> None:
+    def __init__(self, server_pid: int, scratch: Path | None = None) -> None:
         self.server_pid = server_pid
+        self.scratch = scratch  # removed by the watchdog if capture dies
         self.process: subprocess.Popen[bytes] | None = None
         self._pipe: int | None = None
 
     def __enter__(self) -> Watchdog:
         read_end, self._pipe = os.pipe()
-        term = [] if _prctl() is not None else ["--term"]  # else the kernel sends it
+        options = [] if _prctl() is not None else ["--term"]  # else the kernel sends it
+        if self.scratch is not None:
+            options += ["--scratch", str(self.scratch)]
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(WATCHDOG), str(self.server_pid), *term],
+                [sys.executable, "-I", "-S", str(WATCHDOG), str(self.server_pid), *options],
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 start_new_session=True,

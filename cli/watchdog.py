@@ -1,12 +1,13 @@
 """Stops the server of a `djtrace capture` that died (kill -9). Started by capture, not by hand.
 
-    python -I -S watchdog.py SERVER_PID [--term] [--grace SECONDS]
+    python -I -S watchdog.py SERVER_PID [--term] [--grace SECONDS] [--scratch DIR]
 
 Its stdin is a pipe whose write end only capture holds. A byte on it means capture is
 done and the watchdog leaves. End of file without one means capture is gone: the watchdog
 sends the server SIGTERM (with --term; on Linux the kernel already did, through
 PR_SET_PDEATHSIG), waits up to GRACE_S (--grace) for the server's process group to stop (a
-graceful shutdown that drains its traces), then SIGKILLs whatever is left of the group.
+graceful shutdown that drains its traces), then SIGKILLs whatever is left of the group,
+and removes capture's scratch directory (--scratch), which capture can no longer do.
 
 Standard library only, and run by path with -I -S: it imports nothing of djtrace's.
 """
@@ -14,6 +15,7 @@ Standard library only, and run by path with -I -S: it imports nothing of djtrace
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import time
@@ -106,11 +108,15 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, signal.SIG_IGN)  # outlive what took capture down
     server = int(argv[0])
     grace = float(argv[argv.index("--grace") + 1]) if "--grace" in argv else GRACE_S
-    if not capture_gone() or not group_alive(server):
+    scratch = argv[argv.index("--scratch") + 1] if "--scratch" in argv else None
+    if not capture_gone():
         return 0
-    say(f"capture has gone: stopping the server it ran (pid {server})")
-    if stop_group(server, grace, term="--term" in argv[1:]):
-        say(f"the server (pid {server}) did not stop in {grace:g} s: its processes were killed")
+    if group_alive(server):
+        say(f"capture has gone: stopping the server it ran (pid {server})")
+        if stop_group(server, grace, term="--term" in argv[1:]):
+            say(f"the server (pid {server}) did not stop in {grace:g} s: its processes were killed")
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 

@@ -349,13 +349,17 @@ def _sleeper(ignore_sigterm: bool = False) -> subprocess.Popen[str]:
     return process
 
 
-def test_watchdog_stops_the_server_when_capture_dies():
+def test_watchdog_stops_the_server_when_capture_dies_and_removes_its_scratch(tmp_path):
+    scratch = tmp_path / "djtrace-capture-x"
+    scratch.mkdir()
+    (scratch / "traced-pids").write_text("1\n")
     server = _sleeper()
-    dog, pipe = _watchdog(server.pid, "--term")
+    dog, pipe = _watchdog(server.pid, "--term", "--scratch", str(scratch))
     os.close(pipe)  # capture died: its end of the pipe closed, no goodbye
     assert server.wait(PATIENCE_S) == -signal.SIGTERM
     assert dog.wait(PATIENCE_S) == 0
     assert f"capture has gone: stopping the server it ran (pid {server.pid})" in dog.stderr.read()
+    assert not scratch.exists()
 
 
 def test_watchdog_kills_a_server_that_ignores_sigterm_after_the_grace_period():
