@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if failing:
         print(f"failing without djtrace too (this machine's setup): {', '.join(failing)}")
     if not differ:
-        print(f"identical: all {len(off)} tests have the same outcome with and without djtrace")
+        print(f"identical: all {len(off)} test results are the same with and without djtrace")
         return 0
     print(f"{len(differ)} tests differ:")
     for name in differ:
