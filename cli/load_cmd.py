@@ -413,7 +413,9 @@ def _with_server(
         opened.close()
     bound, port = bind_command(command, free_port())
     base = f"http://127.0.0.1:{port}"
-    extra_env = {"DJTRACE_SAMPLE": str(sample)} if sample is not None else {}
+    # Sampling is the lab's: the server traces none in full by itself, and every Nth load
+    # request asks for a full trace (evenly spread, the same share in every stage).
+    extra_env = {"DJTRACE_SAMPLE": "0"} if sample is not None else {}
     with tempfile.TemporaryDirectory(prefix="djtrace-load-") as scratch:
         console.print(
             Text.assemble(
@@ -453,6 +455,8 @@ def _run_and_join(
     sample: float | None,
 ) -> dict[str, Any]:
     started = time.time_ns()
+    if sample is not None:
+        plan.full_every = round(1 / sample) if sample > 0 else 0
     stages, interrupted, engine_error = _drive(console, plan)
     if engine_error:
         raise CliError(f"the load generator failed: {engine_error}")

@@ -75,6 +75,8 @@ class EnginePlan:
     stages: list[StagePlan]
     timeout_s: float = 10.0
     max_inflight: int = 1000  # open stages: arrivals beyond this many waiting are skipped
+    # Every Nth request asks for a full trace (";full=1") when capture samples: evenly spread.
+    full_every: int = 0
     cookies: dict[str, str] = field(default_factory=dict)
     seed: int | None = None
 
@@ -344,7 +346,9 @@ class Engine:
         seq = next(self.seq)
         sent = time.monotonic_ns()
         headers = dict(target.headers)
-        headers[HEADER] = format_tag(self.plan.run_id, run.plan.index, seq, sent + self.epoch)
+        tag = format_tag(self.plan.run_id, run.plan.index, seq, sent + self.epoch)
+        full_every = self.plan.full_every
+        headers[HEADER] = tag + ";full=1" if full_every and seq % full_every == 0 else tag
         status: int | None = None
         error: str | None = None
         run.in_flight += 1

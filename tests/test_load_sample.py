@@ -25,7 +25,8 @@ def test_sampled_run_joins_every_request_and_reports_tracings_effect(tmp_path: P
         info = stage["analysis"]
         # Light traces still carry the root's timing: every request splits before/inside/after.
         assert info["join_share"] > 0.9
-        assert 0 < info["full_traces"] < 0.5 * info["joined"]
+        # One request in five asked for a full trace: evenly spread, in every stage.
+        assert 0.1 * info["joined"] < info["full_traces"] < 0.3 * info["joined"]
         assert info["split"]["inside Django"]["p50"] >= 10_000_000
         light = [r for r in stage["joined"] if not r["sampled"]]
         assert light and all("phases" not in r for r in light)
