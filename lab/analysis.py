@@ -7,7 +7,6 @@ capacity answer.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
@@ -378,12 +377,4 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
             )
     answer = "; ".join(parts)
     out["answer"] = answer[:1].upper() + answer[1:] + "." if answer else "No request completed."
-    return out
-
-
-def by_lane(joined: Iterable[dict[str, Any]]) -> dict[tuple[Any, Any], list[dict[str, Any]]]:
-    """Joined requests grouped by the (pid, thread_id) that served them (for timelines)."""
-    out: dict[tuple[Any, Any], list[dict[str, Any]]] = defaultdict(list)
-    for r in joined:
-        out[(r.get("pid"), r.get("thread_id"))].append(r)
     return out

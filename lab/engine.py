@@ -278,7 +278,6 @@ class Engine:
         self.picker = _Picker(plan.targets, self.rng)
         # Wall clock of a monotonic reading: one offset for the whole run.
         self.epoch = time.time_ns() - time.monotonic_ns()
-        self.tasks: set[asyncio.Task[None]] = set()
         # Parsed once: joining a base URL and a path per request costs the client CPU.
         self.urls = [URL(plan.base_url + t.path, encoded=True) for t in plan.targets]
 

@@ -16,8 +16,8 @@ from djtrace.analysis import breakdown, category, self_times
 from djtrace.lab.tag import tag_of
 from djtrace.model import Trace
 
-#: Extra phase kinds the lab reports beside `analysis.breakdown`'s categories (their time
-#: is already inside those categories; these name the waits the lab cares about).
+#: Phase kinds the lab reports beside `analysis.breakdown`'s categories: the waits it cares
+#: about, their self time taken out of the category they would fall in (rows still add up).
 POOL_WAIT = "pool checkout wait"
 HOPS = "thread hops"
 CONNECT = "connection open"
