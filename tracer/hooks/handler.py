@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
@@ -28,6 +29,7 @@ from typing import Any
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.wsgi import WSGIHandler
+from django.db import connections
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from djtrace import body, loadtag, redact
 from djtrace.hooks.caller_warnings import call_as_caller, first_anext_as_caller
@@ -249,6 +251,8 @@ def _adopt(entered: _Entered, request: Any, mode: str) -> None:
 
 # A light trace's query totals: id(trace) -> (totals [ns, count], the counter, connections).
 _light_db: dict[int, tuple[list[int], Any, list[Any]]] = {}
+# This thread's connection objects (Django keeps one per alias per thread for its lifetime).
+_thread_connections = threading.local()
 
 
 def _count_queries(trace: Trace) -> None:
@@ -256,8 +260,6 @@ def _count_queries(trace: Trace) -> None:
     Django's `execute_wrappers` on this thread's connections, the SQL hook staying idle for
     it: a call per query for the sampled-out requests only. A sync handler's only: under
     ASGI queries run on other threads' connections."""
-    from django.db import connections
-
     totals = [0, 0]
 
     def counter(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
@@ -272,7 +274,9 @@ def _count_queries(trace: Trace) -> None:
             totals[0] += clock() - start
             totals[1] += 1
 
-    wrapped = connections.all()
+    wrapped = getattr(_thread_connections, "all", None)
+    if wrapped is None:  # asking Django costs more than the rest of a light trace: once
+        wrapped = _thread_connections.all = connections.all()
     for connection in wrapped:
         connection.execute_wrappers.append(counter)
     _light_db[id(trace)] = (totals, counter, wrapped)
