@@ -545,7 +545,9 @@ def _drive(console: Console, plan: EnginePlan) -> tuple[list[dict[str, Any]], bo
         transient=False,
     )
     tasks: dict[int, Any] = {}
-    budget = sum(s.warmup_s + s.duration_s for s in plan.stages) + ENGINE_PATIENCE_S
+    # Each stage's time, and its stragglers' (each bounded by the request timeout).
+    budget = sum(s.warmup_s + s.duration_s + plan.timeout_s + 1 for s in plan.stages)
+    budget += ENGINE_PATIENCE_S
     deadline = time.monotonic() + budget
     with progress:
         while True:
@@ -563,7 +565,10 @@ def _drive(console: Console, plan: EnginePlan) -> tuple[list[dict[str, Any]], bo
                 break
             if time.monotonic() > deadline and process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-            event = json.loads(line)
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # not one of the engine's events (a library printing): not ours
             kind = event["event"]
             if kind == "stage-start":
                 stage = planned[event["index"]]
