@@ -488,3 +488,56 @@ def test_import_into_a_capped_store_says_how_many_it_kept(real, tmp_path, monkey
     )  # fmt: skip
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "DJTRACE_STORE_MAX='abc'" in result.stderr
+
+
+ODD_VALUES = [None, -1, 2**63, 1.5, "x:y", [1, "a"], {"a": 1}]
+
+
+def _wrong_typed(real: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(what, document) for each kind of field in the real traces (each top-level, request
+    and where field; each span field and attribute per phase; each finding field per kind)
+    set to each odd value in turn."""
+    done: set[tuple[Any, ...]] = set()
+    for document in real:
+        places: list[tuple[tuple[Any, ...], list[Any]]] = [((k,), [k]) for k in document]
+        for section in ("request", "where"):
+            places += [((section, k), [section, k]) for k in document[section]]
+        for i, span in enumerate(document["spans"]):
+            phase = span["phase"]
+            places += [((phase, k), ["spans", i, k]) for k in span if k != "attrs"]
+            places += [((phase, "attrs", k), ["spans", i, "attrs", k]) for k in span["attrs"]]
+        for i, finding in enumerate(document["findings"]):
+            places += [(("finding", finding["kind"], k), ["findings", i, k]) for k in finding]
+        for kind, path in places:
+            if kind in done:
+                continue
+            done.add(kind)
+            for value in ODD_VALUES:
+                doc = json.loads(json.dumps(document))
+                node = doc
+                for step in path[:-1]:
+                    node = node[step]
+                node[path[-1]] = value
+                yield f"{'.'.join(map(str, kind))} = {value!r}", doc
+
+
+def test_every_field_of_a_real_trace_with_every_wrong_type(real, tmp_path):
+    """Each kind of field of real traces set to each odd value: refused on import, or shown
+    by every command (`show` of that very trace, and the store as a whole)."""
+    lines, cases = [], {}
+    for n, (what, doc) in enumerate(_wrong_typed(real), 1):
+        if isinstance(doc.get("id"), str):
+            doc["id"] = f"{n:x}"
+        lines.append(json.dumps(doc))
+        cases[str(doc.get("id"))] = what
+    source = tmp_path / "odd.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    store = tmp_path / "store.sqlite3"
+    check("import", str(source), "--store", str(store))
+    with TraceStore.open(store) as opened:
+        kept = [s.id for s in opened.summaries(limit=None)]
+    assert 0 < len(kept) < len(lines)  # harmless ones kept (an unknown value), others refused
+    for trace_id in kept:
+        code, _, err = check("show", trace_id, "--hide-under", "0", "--store", str(store))
+        assert code == 0, (cases.get(trace_id), err)
+    every_command(store)

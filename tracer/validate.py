@@ -64,14 +64,16 @@ _REQUEST_TEXT = ("method", "path", "query", "route", "view", "url_name", "scheme
 _REQUEST_TEXT += ("body", "body_omitted")
 _WHERE_TEXT = ("thread", "server", "mode", "settings", "protocol")
 
-#: Span attributes by the type the renderers and exporters expect of them.
+#: Span attributes by the type the renderers and exporters expect of them (present: of that
+#: type; only the few in _ATTR_MAYBE may be null, as a URL without a name).
+_ATTR_MAYBE = frozenset({"route", "view", "url_name", "handler"})
 _ATTR_TEXT = frozenset(
     {"sql", "source", "alias", "vendor", "engine", "key", "handler", "sender", "outcome"}
     | {"action", "route", "view", "url_name", "kind", "backend", "op", "operation", "method"}
 )
 _ATTR_INT = frozenset(
     {"inner_start", "inner_end", "count", "hits", "rows", "receivers", "bytes", "chunks"}
-    | {"cpu_ns", "args"}
+    | {"cpu_ns", "args", "batch"}
 )
 _FINDING_TEXT = ("kind", "message", "fingerprint", "source", "phase", "name")
 _FINDING_INT = ("count", "duration", "span")
@@ -193,15 +195,13 @@ def _span(what: str, span: Any, depth: dict[int, int]) -> None:
 
 def _attrs_ok(attrs: dict[str, Any]) -> bool:
     for key, value in attrs.items():
-        if value is None:
-            continue
         if key in _ATTR_TEXT:
-            if type(value) is not str:
+            if type(value) is not str and (value is not None or key not in _ATTR_MAYBE):
                 return False
         elif key in _ATTR_INT:
             if type(value) is not int or not -_INT64_MAX <= value <= _INT64_MAX:
                 return False
-        elif key in ("params", "batch") and not isinstance(value, list | dict):
+        elif key == "params" and not isinstance(value, list | dict | None):
             return False
     return True
 
@@ -210,10 +210,10 @@ def _attrs(attrs: dict[str, Any], what: str) -> None:
     """Raise Invalid saying which attribute is not of its type."""
     for key, value in attrs.items():
         if key in _ATTR_TEXT:
-            _str(value, f"{what}.{key}")
-        elif key in _ATTR_INT and value is not None:
+            _str(value, f"{what}.{key}", optional=key in _ATTR_MAYBE)
+        elif key in _ATTR_INT:
             _int(value, f"{what}.{key}", -_INT64_MAX)
-        elif key in ("params", "batch") and not isinstance(value, list | dict | None):
+        elif key == "params" and not isinstance(value, list | dict | None):
             raise Invalid(f"{what}.{key} is {_shown(value)}, not a JSON array or object")
 
 
