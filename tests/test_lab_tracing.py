@@ -363,3 +363,65 @@ def test_the_sampling_benchmark_compares_light_and_full_traces_with_untraced():
     untraced, light, full = (cell.strip() for cell in row.strip("|").split("|")[1:])
     assert untraced.endswith("µs") and light.endswith("×") and full.endswith("×")
     assert float(light[:-1]) < float(full[:-1])  # the root only costs less than every span
+
+
+# --- requests Django lets go of early under ASGI ---------------------------------------------
+
+
+def _asgi(path: str, receive: Any) -> list[Trace]:
+    """One request through Django's real ASGIHandler with the given `receive`."""
+    from django.core.handlers.asgi import ASGIHandler
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path.partition("?")[0],
+        "raw_path": path.partition("?")[0].encode(),
+        "query_string": path.partition("?")[2].encode(),
+        "root_path": "",
+        "headers": [(b"host", b"localhost")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("localhost", 80),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with trace() as t:
+        asyncio.run(ASGIHandler()(scope, receive, send))
+    assert not any(m["type"] == "http.response.start" for m in sent)  # nothing was answered
+    return t.requests
+
+
+def test_a_client_gone_before_its_body_arrived_is_a_finished_trace():
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    (tr,) = _asgi("/books/fast/", receive)
+    assert tr.closed and tr.duration > 0 and tr.request["status"] is None
+    body = one(tr, "request.body")
+    assert body.error["type"] == "django.core.exceptions.RequestAborted"
+    assert tr.root.error is None  # Django handled it: nothing escaped the handler
+
+
+@pytest.mark.skipif(django.VERSION < (5, 0), reason="Django 5.0+ cancels a view on disconnect")
+def test_a_client_gone_while_an_async_view_waits_ends_the_trace_where_django_let_go():
+    calls = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.sleep(0.05)  # then the client hangs up, mid-view
+        return {"type": "http.disconnect"}
+
+    (tr,) = _asgi("/lab/async-io/?ms=2000", receive)
+    view = one(tr, "view")
+    assert tr.closed and tr.request["status"] is None
+    assert 0 <= view.duration < 1e9 and view.error is None  # cancelled: not an error
+    assert all(s.duration >= 0 and s.end <= tr.root.end for s in tr.spans)

@@ -222,7 +222,9 @@ def _enter_handler(
             and _ids.random() >= config.sample_rate
         )
         trace, root = begin_trace(
-            {"method": method, "path": path},
+            # What get_response fills in; kept as is for a request Django never got to.
+            {"method": method, "path": path, "query": "", "route": None, "view": None}
+            | {"url_name": None, "status": None, "headers": {}},
             {},
             collector,
             cpu=mode == "sync",
@@ -350,7 +352,9 @@ def _get_response(original: Any) -> Any:
         except BaseException:
             if token is not None:
                 current.reset(token)
-            finish_trace(trace, root, collector)
+                finish_trace(trace, root, collector)
+            # else begun by the handler's entry, which ends it: what Django does after this
+            # (request_finished for a cancelled request) is still the request's.
             raise
         if token is not None:
             current.reset(token)
@@ -371,7 +375,9 @@ def _get_response_async(original: Any) -> Any:
         except BaseException:
             if token is not None:
                 current.reset(token)
-            finish_trace(trace, root, collector)
+                finish_trace(trace, root, collector)
+            # else begun by the handler's entry, which ends it: what Django does after this
+            # (request_finished for a cancelled request) is still the request's.
             raise
         if token is not None:
             current.reset(token)
