@@ -265,6 +265,26 @@ def test_templates_stay_traced_in_djangos_test_environment(django_test_environme
     assert hasattr(Template._render, "__djtrace_original__")
 
 
+def test_a_replacement_that_calls_djtraces_hook_is_not_hooked_twice():
+    from django.template.base import Template
+
+    previous = Template._render
+
+    def timed_render(self: Template, context: Any) -> Any:  # another tool's, calling through
+        return previous(self, context)
+
+    Template._render = timed_render
+    try:
+        with trace() as t:
+            Client().get("/books/")
+    finally:
+        Template._render = previous
+    (tr,) = t.requests
+    rows = [s for s in only(tr, "template") if s.name == "bookstore/_book_row.html"]
+    assert len(rows) == Book.objects.count()  # once each, not twice
+    assert not [f for f in findings(tr) if f["kind"] == "hook"]
+
+
 # --- 4 and 5: lines that point at the right place; one problem, one finding -----------------
 
 

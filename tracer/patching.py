@@ -8,8 +8,8 @@ templates panel sets `Template._render` when its URLs are imported, and Django's
 environment does the same; neither calls what was there before, so djtrace's hook would
 silently stop recording. `reassert` notices (one dict lookup), wraps whatever is there now
 with the same hook, and returns a note for the trace. A replacement that calls through to
-djtrace's hook is left alone: it either copied the hook's attributes (`functools.wraps`) or
-is one djtrace made itself.
+djtrace's hook is left alone (hooking it would record everything twice): it copied the
+hook's attributes (`functools.wraps`), or keeps the hook in its closure or module globals.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ _MARK = "__djtrace_original__"
 class _Hook:
     """One patched attribute: how to wrap it, and every wrapper djtrace has put there."""
 
-    __slots__ = ("owner", "attr", "make", "original", "mine")
+    __slots__ = ("owner", "attr", "make", "original", "mine", "chained")
 
     def __init__(self, owner: Any, attr: str, make: Callable[[Any], Any], original: Any) -> None:
         self.owner = owner
@@ -31,6 +31,7 @@ class _Hook:
         self.make = make
         self.original = original
         self.mine: list[Any] = []
+        self.chained: list[Any] = []  # other libraries' replacements that call djtrace's
 
 
 _hooks: list[_Hook] = []
@@ -77,6 +78,11 @@ def reassert(owner: Any, attr: str) -> str | None:
     present = _present(owner, attr)
     if present is hook.mine[-1] or present in hook.mine or hasattr(present, _MARK):
         return None
+    if present in hook.chained:
+        return None
+    if _calls_through(present, hook.mine):
+        hook.chained.append(present)  # it runs djtrace's hook: wrapping it would count twice
+        return None
     _wrap(hook, present)
     note = (
         f"{_name(owner)}.{attr} was replaced by {_name(present)} after djtrace hooked it; "
@@ -84,6 +90,27 @@ def reassert(owner: Any, attr: str) -> str | None:
     )
     _displaced.append(note)
     return note
+
+
+def _calls_through(replacement: Any, mine: list[Any]) -> bool:
+    """Whether `replacement` holds one of djtrace's wrappers to call: in its closure, or as a
+    global it names (`orig = Template._render` kept in a module or a closure). Looked at
+    once, when the replacement is found."""
+    function = getattr(replacement, "__func__", replacement)  # a classmethod's function
+    cells = getattr(function, "__closure__", None) or ()
+    for cell in cells:
+        try:
+            if any(cell.cell_contents is m for m in mine):
+                return True
+        except ValueError:  # an empty cell
+            continue
+    code = getattr(function, "__code__", None)
+    names = getattr(function, "__globals__", None) or {}
+    if code is not None:
+        for name in code.co_names:
+            if any(names.get(name) is m for m in mine):
+                return True
+    return False
 
 
 def displacements() -> list[str]:
