@@ -19,7 +19,7 @@ import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import closing, contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -275,13 +275,15 @@ sql_values = (
 
 @st.composite
 def damage(draw: st.DrawFn, size: int) -> tuple[str, Any]:
-    kind = draw(st.sampled_from(["cut", "overwrite", "header+garbage", "column"]))
+    kind = draw(st.sampled_from(["cut", "overwrite", "header+garbage", "column", "meta"]))
     if kind == "cut":
         return kind, draw(st.integers(0, size - 1) | st.sampled_from([50, 100, 4096, 8192]))
     if kind == "overwrite":
         return kind, (draw(st.integers(0, size - 1)), draw(st.binary(min_size=1, max_size=5000)))
     if kind == "header+garbage":
         return kind, draw(st.binary(min_size=0, max_size=20_000))
+    if kind == "meta":
+        return kind, (draw(st.sampled_from(["schema", "dropped"])), draw(sql_values))
     column = draw(st.sampled_from([*COLUMNS, "seq"]))
     return kind, (column, draw(st.integers(1, 25)), draw(sql_values))
 
@@ -300,9 +302,16 @@ def damaged_copy(good: Path, tmp: Path, how: tuple[str, Any]) -> Path:
             f.write(garbage)
     elif kind == "header+garbage":
         path.write_bytes(good.read_bytes()[:100] + arg)
+    elif kind == "meta":
+        key, value = arg
+        with closing(sqlite3.connect(path)) as db, db:
+            try:
+                db.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+            except sqlite3.IntegrityError:
+                pass
     else:
         column, seq, value = arg
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db, db:
             try:
                 db.execute(f"UPDATE traces SET {column} = ? WHERE seq = ?", (value, seq))
             except sqlite3.IntegrityError:  # NOT NULL, UNIQUE: the file cannot hold it
