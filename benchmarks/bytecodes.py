@@ -70,7 +70,7 @@ def _count(
 
 
 def _ours(code: CodeType) -> bool:
-    return code.co_filename.startswith(str(ROOT / "djtrace") + os.sep)
+    return code.co_filename.startswith(str(ROOT / "tracer") + os.sep)  # the djtrace package
 
 
 def _name(code: CodeType) -> str:

@@ -37,7 +37,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = ("/bench/trivial/", "/books/", "/cached/", "/api/books/")
-HOOKS = sorted(p.stem for p in (ROOT / "djtrace" / "hooks").glob("*.py") if p.stem != "__init__")
+HOOKS = sorted(p.stem for p in (ROOT / "tracer" / "hooks").glob("*.py") if p.stem != "__init__")
 LEAVE_OUT = (*HOOKS, "source")
 GC_REQUESTS = 500  # requests of one mode in a row, for its collections
 
