@@ -147,6 +147,19 @@ def activate() -> None:
         )
         return
     _report_ready()
+    _arm_breakpoints()
+
+
+def _arm_breakpoints() -> None:
+    """`capture --break-on`: this process stops in the debugger on those events."""
+    if not os.environ.get("DJTRACE_BREAK_ON"):
+        return
+    try:
+        from djtrace.breakpoints import arm_from_env
+
+        arm_from_env()
+    except Exception as exc:  # tracing goes on without them
+        print(f"djtrace: no breakpoints in process {os.getpid()}: {exc}", file=sys.stderr)
 
 
 def _drain_before_default_death() -> None:

@@ -1,9 +1,11 @@
-"""`--break-on` and `--nth` for the commands that run requests in-process (request, replay)."""
+"""`--break-on` and `--nth` for `request` and `replay` (in this process) and `capture` (in the
+server's processes, which arm them from the environment: djtrace.breakpoints.arm_from_env)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -72,3 +74,35 @@ def armed(specs: list[str], nth: int) -> Iterator[None]:
         breakpoints.disarm()
     if not breakpoints.stops:
         typer.echo(f"djtrace: --break-on {' / '.join(specs)} never matched (--nth {nth})", err=True)
+
+
+WorkerOption = Annotated[
+    int | None,
+    typer.Option(
+        "--break-worker",
+        metavar="PID",
+        help="With --break-on under capture: only this server process stops (default: the"
+        " first process to hit a breakpoint; the others go on).",
+    ),
+]
+
+
+def capture_env(specs: list[str], nth: int, worker: int | None, scratch: Path) -> dict[str, str]:
+    """What the captured server's processes need to arm the breakpoints themselves."""
+    from djtrace.breakpoints import (
+        ENV_BREAK_CLAIM,
+        ENV_BREAK_NTH,
+        ENV_BREAK_ON,
+        ENV_BREAK_WORKER,
+    )
+
+    if not specs:
+        if worker is not None:
+            raise CliError("--break-worker names the process for --break-on: give --break-on too")
+        return {}
+    return {
+        ENV_BREAK_ON: "\n".join(specs),
+        ENV_BREAK_NTH: str(nth),
+        ENV_BREAK_WORKER: str(worker) if worker is not None else "",
+        ENV_BREAK_CLAIM: str(scratch / "break-claimed-by"),
+    }

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pexpect
@@ -207,3 +208,39 @@ def test_an_async_view_stops_in_its_coroutine_on_the_event_loops_thread():
     assert "in async_books, thread MainThread" in before  # asyncio.run's loop: the main thread
     assert session.ask("p request.path").strip() == "'/async/'"
     assert "GET /async/  →  200 OK" in session.finish()
+
+
+def test_capture_stops_in_the_single_threaded_servers_process(tmp_path):
+    import threading
+    import urllib.request
+
+    from tests.capture_support import free_port
+
+    port = free_port()
+    server = [sys.executable, "sample_site/manage.py", "runserver", "--noreload", "--nothreading"]
+    store = str(tmp_path / "store.sqlite3")
+    args = ["-m", "djtrace.cli", "capture", "--store", store, "--break-on", "n+1", "--"]
+    session = Session([*args, *server, f"127.0.0.1:{port}"])
+    session.child.expect("Quit the server with")
+    answered: dict[str, int] = {}
+
+    def fetch() -> None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/books/", timeout=60) as response:
+            answered["status"] = response.status
+
+    client = threading.Thread(target=fetch)
+    client.start()
+    before = session.prompt()
+    assert "djtrace: break on n+1 (1st match)" in before
+    assert "in book_list, thread MainThread" in before
+    assert session.ask("p len(rows)").strip() == "2"
+    session.child.sendline("continue")
+    session.child.expect('"GET /books/ HTTP/1.1" 200')  # the server logged the answer
+    client.join(30)
+    assert answered == {"status": 200}
+    # Ctrl-C: the server stops, as it would have. Not while runserver is still writing its
+    # log line: a KeyboardInterrupt there is taken as the request's error and serving goes on.
+    time.sleep(1)
+    session.child.sendintr()
+    session.child.expect("1 request recorded")
+    session.child.expect(pexpect.EOF)

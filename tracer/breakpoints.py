@@ -167,7 +167,9 @@ def _pdb(frame: FrameType) -> None:
     as after a `breakpoint()` on that line; `continue` leaves the request untraced."""
     import pdb
 
-    debugger = pdb.Pdb(nosigint=threading.current_thread() is not threading.main_thread())
+    # nosigint: after `continue`, Ctrl-C stops the program (a server) as it would have,
+    # rather than breaking into pdb again.
+    debugger = pdb.Pdb(nosigint=True)
     debugger.reset()
     outer = sys._getframe(1)
     while outer.f_back is not None:
@@ -197,6 +199,7 @@ class Breakpoints:
         nth: int = 1,
         show: Callable[[Trace], None] = show_tree,
         out: Any = None,
+        claim: Callable[[], bool] | None = None,
     ) -> None:
         self.specs = [s if isinstance(s, BreakOn) else parse(s) for s in specs]
         if nth < 1:
@@ -204,7 +207,9 @@ class Breakpoints:
         self.nth = nth
         self.show = show
         self.out = out
+        self.claim = claim  # may this process stop? (one of a server's workers: capture)
         self.stops = 0
+        self._stopping = threading.Lock()  # one prompt at a time, whichever thread stops
         self._counts: dict[BreakOn, int] = {}
         self._lock = threading.Lock()
         self._similar: weakref.WeakKeyDictionary[Trace, dict[tuple[str, str], list[Any]]] = (
@@ -270,9 +275,10 @@ class Breakpoints:
     def _event(self, spec: BreakOn, what: str, frame: FrameType | None, caller: FrameType) -> None:
         with self._lock:
             count = self._counts[spec] = self._counts.get(spec, 0) + 1
-        if count != self.nth:
+        if count != self.nth or (self.claim is not None and not self.claim()):
             return
-        self.stop(spec, what, frame or caller, count)
+        with self._stopping:
+            self.stop(spec, what, frame or caller, count)
 
     def stop(self, spec: BreakOn, what: str, frame: FrameType, count: int) -> None:
         """Print what happened and the tree so far; open the debugger in `frame`."""
@@ -530,3 +536,43 @@ class _Deadlines:
         elapsed = (clock() - self.start) / 1e6
         what = f"view {self.view} still running after {elapsed:.1f} ms"
         _safely(self.armed._event, spec, what, frame, frame)
+
+
+# --- in a captured server's processes (djtrace capture --break-on) ---------------------------
+
+ENV_BREAK_ON = "DJTRACE_BREAK_ON"  # the breakpoints, one per line
+ENV_BREAK_NTH = "DJTRACE_BREAK_NTH"
+ENV_BREAK_WORKER = "DJTRACE_BREAK_WORKER"  # the pid allowed to stop, else the first to
+ENV_BREAK_CLAIM = "DJTRACE_BREAK_CLAIM"  # a file: the pid of the process that stopped first
+
+
+def _claim_terminal() -> bool:
+    """Whether this process may stop: the named worker, else the first process to stop (the
+    others go on untouched, so two processes never share the terminal's prompt)."""
+    worker = os.environ.get(ENV_BREAK_WORKER, "")
+    if worker:
+        return worker == str(os.getpid())
+    path = os.environ.get(ENV_BREAK_CLAIM, "")
+    if not path:
+        return True
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            with open(path, encoding="ascii") as claimed:
+                return claimed.read().strip() == str(os.getpid())
+        except OSError:
+            return False
+    with os.fdopen(fd, "w", encoding="ascii") as mine:
+        mine.write(str(os.getpid()))
+    return True
+
+
+def arm_from_env() -> Breakpoints | None:
+    """Arm the breakpoints `djtrace capture --break-on` passed to this server process."""
+    specs = [line for line in os.environ.get(ENV_BREAK_ON, "").splitlines() if line.strip()]
+    if not specs:
+        return None
+    armed = Breakpoints(specs, int(os.environ.get(ENV_BREAK_NTH) or 1), claim=_claim_terminal)
+    armed.arm()
+    return armed
