@@ -101,14 +101,21 @@ def headers_from_meta(meta: Mapping[str, Any], extra_secret: frozenset[str] = fr
     return out
 
 
-@lru_cache(maxsize=1024)  # browsers send the same Accept… values on every request
+# Header values found to hold no secret: browsers send the same Accept… on every request.
+# Only those are remembered (a value with a secret in it is never kept), and only so many.
+_clean_values: dict[str, None] = {}
+
+
 def header_value(value: str) -> str:
     """A header's value with the pairs it carries redacted: a URL's query string (Referer,
     Origin, Location…) or `name=value` pairs of its own."""
+    if value in _clean_values:
+        return value
     base, sep, rest = value.partition("?")
-    if sep:
-        return base + sep + query_string(rest)
-    return query_string(value)
+    out = base + sep + query_string(rest) if sep else query_string(value)
+    if out == value and len(_clean_values) < 1024:
+        _clean_values[value] = None
+    return out
 
 
 #: A word of every alternative in _SENSITIVE: a text holding none of them (and nothing
