@@ -8,6 +8,8 @@ import textwrap
 
 import pytest
 
+from tests.conftest import run_djtrace
+
 pytest_plugins = ["pytester"]
 
 # What the users' suites share: pytest-django on sample_site, a few books by different authors.
@@ -217,6 +219,9 @@ def test_failing_tests_show_their_requests_and_the_session_lists_the_slowest(sui
     with TraceStore.open(store) as kept:
         paths = sorted(s.path for s in kept.summaries())
         assert paths == ["/books/", "/books/fast/"]
+    listed = run_djtrace("list", "--store", str(store))  # the CLI reads a test run's store
+    assert listed.returncode == 0, listed.stderr
+    assert "/books/fast/" in listed.stdout
 
 
 def test_bad_budgets_and_a_missing_django_are_one_line_failures(pytester):
