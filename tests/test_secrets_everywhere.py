@@ -134,12 +134,15 @@ def test_no_secret_reaches_the_store_any_export_otlp_or_any_command(
         ["diff", ids[0], ids[-1]],
         *[["show", trace_id, "--hide-under", "0"] for trace_id in ids],
         *[["show", trace_id, "--format", "json"] for trace_id in ids],
+        ["timeline", "--perfetto", str(tmp_path / "timeline.json")],
+        ["replay", ids[0], "--cold"],  # in-process: the replay's own tree and the comparison
     ]
     for args in commands:
         result = run_djtrace(*args, *at, env={"COLUMNS": "400"})
         assert result.returncode == 0, (args, result.stderr)
         outputs[" ".join(args)] = result.stdout + result.stderr
 
+    outputs["timeline --perfetto file"] = (tmp_path / "timeline.json").read_bytes()
     found = {where: leaks(text) for where, text in outputs.items() if leaks(text)}
     assert found == {}
 
