@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -449,6 +450,41 @@ def test_stats_tells_drf_actions_apart_and_groups_by_route_when_asked(tmp_path):
     }
     assert {r["route"] for r in json.loads(by_view.stdout)} == set(views)
     assert {r["route"] for r in json.loads(by_path.stdout)} == {"/api/books/", "/api/books/1/"}
+
+
+def test_wagtail_pages_are_named_by_their_page_type(tmp_path):
+    """Every Wagtail page is one route and one view: the page type tells them apart."""
+    pytest.importorskip("wagtail")
+    import subprocess
+    import sys
+
+    from djtrace.aggregate import by_group
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.wagtail_site.settings",
+        "DJTRACE_WAGTAIL_DB": str(tmp_path / "wagtail.sqlite3"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.wagtail_site.probe"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["statuses"] == [200, 200, 200]
+    home, post = (
+        "tests.wagtail_site.models.HomePage.serve",
+        "tests.wagtail_site.models.BlogPage.serve",
+    )
+    assert [view for _, view in result["pages"]] == [home, post, home]
+    (route,) = {route for route, _ in result["pages"]}
+    rows = [("GET", (route, view), 1_000_000, 1, {}) for route, view in result["pages"]]
+    groups = {s.route: s.count for s in by_group(rows, "page")}
+    assert groups == {f"{route} · HomePage.serve": 2, f"{route} · BlogPage.serve": 1}
 
 
 def test_stats_splits_a_catch_all_route_by_view():

@@ -33,12 +33,14 @@ def install() -> None:
             transactions,
             urls,
             views,
+            wagtail_pages,
         )
 
         for hook in (handler, middleware, urls, views, exceptions, db, templates):
             hook.install()
         for hook in (connections, transactions, cache, sessions, signals, hops):
             hook.install()
+        wagtail_pages.install()  # only where Wagtail is an installed app
         _installed = True
 
 

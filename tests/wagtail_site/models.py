@@ -1,0 +1,9 @@
+from wagtail.models import Page
+
+
+class HomePage(Page):
+    pass
+
+
+class BlogPage(Page):
+    pass
