@@ -129,8 +129,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement (4)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per level (3)")
     parser.add_argument("--path", default="/lab/io/?ms=5", help="the page loaded (/lab/io/?ms=5)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker (4)")
+    # One process by default: with several, gunicorn's threaded workers may keep all of one
+    # client's keep-alive connections in one process, a coin toss that would swamp the
+    # difference between the two generators.
+    parser.add_argument("--workers", type=int, default=1, help="gunicorn workers (1)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (8)")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
