@@ -244,3 +244,11 @@ def test_capture_stops_in_the_single_threaded_servers_process(tmp_path):
     session.child.sendintr()
     session.child.expect("1 request recorded")
     session.child.expect(pexpect.EOF)
+
+
+def test_a_slow_query_limit_stops_after_that_query():
+    session = djtrace_request("/books/", "--break-on", "sql>0ms", "--nth", "2")
+    before = session.prompt()
+    assert re.search(r"break on sql>0ms \(2nd match\): query \([\d.]+ ms\) SELECT", before)
+    assert session.ask("p len(rows)").strip() == "0"  # the first author lookup of the loop
+    assert "GET /books/  →  200 OK" in session.finish()

@@ -52,9 +52,9 @@ class BreakOn:
     outcome: str | None = None  # cache: "hit", "miss" or None for either
 
     def matches_sql(self, sql: str, took: int) -> bool:
-        if self.pattern is not None and not self.pattern.search(sql):
-            return False
-        return took > self.limit_ns if self.limit_ns else True
+        if self.pattern is not None:  # sql~/…/
+            return self.pattern.search(sql) is not None
+        return took > self.limit_ns  # sql>…
 
 
 _MATCH = re.compile(r"^(?P<what>sql|cache|cache\.hit|cache\.miss)\s*~\s*/(?P<re>.*)/(?P<i>i?)$")
@@ -325,7 +325,7 @@ class Breakpoints:
             if spec.event == "sql" and spec.matches_sql(text, took):
                 frame = frame if found else user_frame(caller)
                 found = True
-                took_ms = f" ({took / 1e6:.2f} ms)" if spec.limit_ns else ""
+                took_ms = f" ({took / 1e6:.2f} ms)" if spec.pattern is None else ""
                 self._event(spec, f"query{took_ms} {_short(text)}", frame, caller)
             elif spec.event == "n+1":
                 frame = frame if found else user_frame(caller)
