@@ -71,7 +71,12 @@ def stage_table(run: dict[str, Any]) -> Table:
             _num(split.get(BEFORE, {}).get("mean")),
             _num(split.get(INSIDE, {}).get("mean")),
             _num(split.get(AFTER, {}).get("mean")),
-            f"{info['busy_mean']:.0%}" if "busy_mean" in info else "–",
+            # An event loop's requests overlap: a busy share means nothing there.
+            "async"
+            if info.get("async_share", 0) > 0.5
+            else f"{info['busy_mean']:.0%}"
+            if "busy_mean" in info
+            else "–",
             f"{little['in_flight']:.1f}" if little else "–",
             f"{stage['generator_cpu_share']:.0%}",
         )

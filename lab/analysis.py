@@ -100,6 +100,8 @@ def stage_analysis(stage: dict[str, Any], joined: list[dict[str, Any]]) -> dict[
     out["lanes"] = lane_list
     out["busy_mean"] = sum(x["busy_share"] for x in lane_list) / len(lane_list)
     out["processes"] = len({x["pid"] for x in lane_list})
+    # Under ASGI a lane is an event loop: its requests overlap, "busy" is not one at a time.
+    out["async_share"] = sum(1 for r in joined if r.get("mode") == "async") / len(joined)
     if full:
         db_users = [r for r in full if r.get("queries")]
         out["db"] = {
@@ -207,6 +209,13 @@ def _why_part(name: str, first: dict[str, Any], last: dict[str, Any]) -> str:
     busy = b.get("busy_mean", 0.0)
     cpu_a, cpu_b = a.get("cpu") or {}, b.get("cpu") or {}
     if name == BEFORE:
+        if b.get("async_share", 0) > 0.5:
+            loops = b.get("processes", 1)
+            return (
+                f"{'each of the ' + str(loops) + ' event loops' if loops > 1 else 'the event loop'}"
+                " had more ready work than it could run (an async worker runs one request's "
+                "Python at a time)"
+            )
         if busy >= BUSY:
             who = {1: "the one worker thread was", 2: "both worker threads were"}.get(
                 lanes, f"all {lanes} worker threads were"

@@ -39,6 +39,7 @@ def trace_facts(trace: Trace) -> dict[str, Any]:
         "thread_id": where.get("thread_id", root.thread if root is not None else None),
         "thread": where.get("thread"),
         "server": where.get("server"),
+        "mode": where.get("mode"),
         "sampled": sampled,
         "cpu_ns": root_attrs.get("cpu_ns"),
     }
