@@ -72,3 +72,13 @@ def test_nothing_under_the_slo_says_so() -> None:
     stages = [stage(1, 1, 5, 900, 1), stage(2, 2, 6, 1500, 100)]
     answer = sweep_analysis(stages, slo_ms=200)["answer"]
     assert answer.startswith("Even at 1 concurrent p99 is 900 ms, over the 200 ms SLO")
+
+
+def test_waiting_before_django_on_an_event_loop_is_not_called_waiting_for_a_worker() -> None:
+    stages = [stage(1, 1, 40, 30, 1, lanes=1), stage(2, 64, 250, 470, 60, lanes=1)]
+    for s in stages:
+        s["analysis"]["async_share"] = 1.0
+        s["analysis"]["processes"] = 1
+    why = sweep_analysis(stages, slo_ms=200)["grew_most"]["why"]
+    assert why.startswith("the event loop had more ready work than it could run")
+    assert "worker" not in why.split("(")[0]
