@@ -27,6 +27,7 @@ from djtrace.exporters.store import (
     TraceStore,
     TraceUnreadable,
     default_path,
+    expanded,
 )
 from djtrace.model import Trace
 from rich.console import Console
@@ -67,7 +68,7 @@ def warn(message: str) -> None:
 
 
 def store_path(option: Path | None) -> Path:
-    return (option or default_path()).expanduser()
+    return expanded(option or default_path())
 
 
 def open_store(path: Path) -> TraceStore:
@@ -261,7 +262,7 @@ class Loaded(NamedTuple):
 
 def load_trace(ref: str, store: Path | None, filters: Filters | None = None) -> Loaded:
     """A trace from a JSON/JSONL file, or from the store: an id, a prefix, latest, slowest."""
-    file = Path(ref).expanduser()
+    file = expanded(ref)
     if ref not in ("latest", "slowest"):
         try:
             is_dir, is_file = file.is_dir(), file.is_file()

@@ -122,6 +122,14 @@ class TraceUnreadable(StoreError):
     """One row's trace could not be decoded; the rest of the store is fine."""
 
 
+def expanded(path: str | os.PathLike[str]) -> Path:
+    """`path` with a leading ~ or ~user expanded; as given when there is no such home."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:  # "~nobody": no such user
+        return Path(path)
+
+
 def default_path() -> Path:
     return Path(os.environ.get("DJTRACE_STORE") or DEFAULT_PATH)
 
@@ -349,7 +357,7 @@ class TraceStore:
         With `check`, SQLite's quick integrity check runs first (a fraction of a second even
         for a full store), so damage is found whatever the command reads afterwards.
         """
-        path = Path(path).expanduser()
+        path = expanded(path)
         if create:
             default_max_traces()  # a bad $DJTRACE_STORE_MAX is refused before anything is written
             _create_file(path)
@@ -680,7 +688,7 @@ class TraceStore:
         Works on a copy (never the user's file): the header's page count is cleared so a
         truncated file is read as far as it goes, then each row is fetched on its own.
         """
-        path = Path(path).expanduser()
+        path = expanded(path)
         memory = _memory_store()
         lost = 0
         with tempfile.TemporaryDirectory(prefix="djtrace-salvage-") as tmp:

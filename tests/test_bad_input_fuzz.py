@@ -376,7 +376,8 @@ def test_filters_with_odd_values_answer_in_one_line(good_store, chosen, command)
 @FUZZ
 @given(
     ref=st.text(max_size=300).filter(lambda r: "\x00" not in r and not r.startswith("-"))
-    | st.from_regex(r"\A[0-9a-fA-F]{0,300}\Z"),
+    | st.from_regex(r"\A[0-9a-fA-F]{0,300}\Z")
+    | st.sampled_from(["~0", "~nobody/t.json", ".", "/", "x.json", " ", "latest "]),
     command=st.sampled_from(["show", "diff", "replay"]),
 )
 def test_any_id_answers_in_one_line(good_store, ref, command):
@@ -440,6 +441,7 @@ def test_store_max_that_is_not_a_number_is_refused(real, value):
         (["show", "x" * 300], 2, "is neither a file nor a trace id"),
         (["replay", "abcdef", "--target", "http://[::1"], 2, "not a URL (Invalid IPv6 URL)"),
         (["replay", "abcdef", "--target", "http://127.0.0.1:99999"], 2, "Port out of range"),
+        (["show", "~0"], 2, "is neither a file nor a trace id"),  # ~user: no such user
     ],
 )
 def test_the_issues_filters_and_ids_answer_in_one_line(good_store, args, code, says):
