@@ -7,9 +7,8 @@ import inspect
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from djtrace.cli.errors import CliError
 from djtrace.cli.load_charts import render_charts
@@ -26,6 +25,12 @@ from djtrace.lab.analyze_window import MIN_STAGE_REQUESTS, observed_run
 from rich.console import Console
 from rich.text import Text
 from typer.core import TyperCommand
+
+if TYPE_CHECKING:  # typer 0.29+ carries its own copy of click: no click installed beside it
+    import click
+
+if TYPE_CHECKING:  # typer 0.29+ carries its own click and does not install `click`
+    import click
 
 ANALYZE_EXAMPLES = """
 [bold]Examples[/]
