@@ -26,9 +26,6 @@ from rich.console import Console
 from rich.text import Text
 from typer.core import TyperCommand
 
-if TYPE_CHECKING:  # typer 0.29+ carries its own copy of click: no click installed beside it
-    import click
-
 if TYPE_CHECKING:  # typer 0.29+ carries its own click and does not install `click`
     import click
 
