@@ -205,12 +205,16 @@ def test_import_of_malformed_traces_then_every_command(real, data):
         data.draw(st.integers(0, len(lines))),
         data.draw(st.text(max_size=40) | st.just("[" * 1000) | st.just('{"schema": 1}')),
     )
+    text = "\n".join(lines) + "\n"
+    if data.draw(st.booleans(), label="one JSON array instead of lines"):
+        text = json.dumps([*documents, real[0]], indent=data.draw(st.sampled_from([None, 2])))
     with scratch() as tmp:
         source = tmp / "traces.jsonl"
-        source.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogatepass")
+        source.write_text(text, encoding="utf-8", errors="surrogatepass")
         store = tmp / "store.sqlite3"
         check("import", str(source), "--store", str(store))
         every_command(store, (real[0]["id"],))
+        check("show", str(source))  # the file itself, as `show FILE` reads it
 
 
 def test_the_issues_malformed_traces_are_skipped_with_a_reason(real, tmp_path):
