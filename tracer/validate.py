@@ -17,7 +17,7 @@ from typing import Any
 
 #: Spans nested deeper than this are refused: renderers walk the tree recursively. Real
 #: requests stay far below (the middleware stack, the view, nested templates, a query).
-MAX_DEPTH = 256
+MAX_DEPTH = 500
 
 _INT64_MAX = 2**63 - 1
 _HEX_ID = re.compile(r"[0-9a-f]{1,32}")
