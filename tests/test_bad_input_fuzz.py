@@ -556,3 +556,22 @@ def test_every_field_of_a_real_trace_with_every_wrong_type(real, tmp_path):
         code, _, err = check("show", trace_id, "--hide-under", "0", "--store", str(store))
         assert code == 0, (cases.get(trace_id), err)
     every_command(store)
+
+
+def test_the_deepest_trace_a_store_takes_is_shown_by_every_command(real, tmp_path):
+    from djtrace.validate import MAX_DEPTH
+
+    doc = json.loads(json.dumps(real[0]))
+    doc["spans"] = [doc["spans"][0]] + [
+        {"id": i, "parent": i - 1, "phase": "template", "name": f"t{i}.html", "start": i,
+         "duration": 10**7 - i, "attrs": {}}
+        for i in range(2, MAX_DEPTH + 1)
+    ]  # fmt: skip
+    doc["findings"] = []
+    source = tmp_path / "deep.jsonl"
+    source.write_text(json.dumps(doc) + "\n")
+    store = tmp_path / "store.sqlite3"
+    assert check("import", str(source), "--store", str(store))[0] == 0
+    every_command(store, (doc["id"],))
+    _, out, _ = check("show", doc["id"], "--hide-under", "0", "--store", str(store))
+    assert f"t{MAX_DEPTH}.html" in out
