@@ -57,27 +57,39 @@ def arm() -> None:
 
 
 class _DjangoFinder(importlib.abc.MetaPathFinder):
-    """Finds nothing itself; wraps the loader of the real `django` to patch it once loaded."""
+    """Finds nothing itself; wraps the loader of the real `django` to patch it once loaded.
+
+    It stays on sys.meta_path until `django` is actually loaded: `python -m django` looks
+    the package up (runpy's find_spec, which loads nothing) before it imports it.
+    """
+
+    def __init__(self) -> None:
+        self._looking = threading.local()
 
     def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
-        if fullname != "django":
+        if fullname != "django" or getattr(self._looking, "on", False):
             return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)  # one use only
-        spec = importlib.util.find_spec("django")
+        self._looking.on = True  # the lookup below asks this finder again
+        try:
+            spec = importlib.util.find_spec("django")
+        finally:
+            self._looking.on = False
         if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
-            spec.loader = _PatchingLoader(spec.loader)
+            spec.loader = _PatchingLoader(spec.loader, self)
         return spec
 
 
 class _PatchingLoader(importlib.abc.Loader):
-    def __init__(self, loader: Any) -> None:
+    def __init__(self, loader: Any, finder: _DjangoFinder) -> None:
         self._loader = loader
+        self._finder = finder
 
     def create_module(self, spec: Any) -> Any:
         return self._loader.create_module(spec)
 
     def exec_module(self, module: Any) -> None:
+        if self._finder in sys.meta_path:
+            sys.meta_path.remove(self._finder)  # django is being loaded: one use only
         # Give the module its real loader back before anything can look at it.
         module.__loader__ = self._loader
         if module.__spec__ is not None:

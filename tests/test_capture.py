@@ -170,6 +170,27 @@ def test_runserver_with_autoreloader_is_traced_in_its_child(tmp_path):
     assert trace["where"]["pid"] != server.process.pid  # the reloader's child served it
 
 
+def test_runserver_started_as_python_m_django_is_traced(tmp_path):
+    """`python -m django runserver --settings …`: runpy looks `django` up (find_spec) before
+    it imports it, and the autoreloader's child is started the same way; both must still
+    be armed (they once recorded nothing: "djtrace never became active")."""
+    port = free_port()
+    server_cmd = [
+        sys.executable, "-m", "django", "runserver", f"127.0.0.1:{port}",
+        "--settings", "djtrace.sample_site.settings",
+    ]  # fmt: skip
+    with capture(tmp_path, server_cmd, port) as server:
+        status, _ = fetch(f"{server.base}/books/fast/?tag=m-django")
+        wait_for_traces(server.store, 1)
+        code = server.stop(signal.SIGINT)
+    assert status == 200
+    assert code == 0, server.stderr()[-3000:]
+    assert "djtrace capture: 1 request recorded into" in server.stdout()
+    (trace,) = exported(server.store)
+    assert trace["request"]["query"] == "tag=m-django"
+    assert trace["where"]["pid"] != server.process.pid  # the reloader's child served it
+
+
 def test_capture_stops_on_sigint_when_started_with_sigint_ignored(tmp_path):
     """`djtrace capture -- … &` in a script starts with SIGINT ignored; `kill -INT` must
     still stop the server (which must not inherit the ignored SIGINT)."""
