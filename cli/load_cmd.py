@@ -27,7 +27,13 @@ from djtrace.cli.load_charts import render_charts
 from djtrace.cli.load_compare import configurations, run_configurations
 from djtrace.cli.load_overhead import measure_overhead
 from djtrace.cli.load_render import render_compare, render_run, render_runs
-from djtrace.cli.load_server import Server, bind_command, check_loopback_url, free_port
+from djtrace.cli.load_server import (
+    Server,
+    bind_command,
+    check_listening,
+    check_loopback_url,
+    free_port,
+)
 from djtrace.cli.load_targets import from_store, log_in, parse_weighted
 from djtrace.cli.report_cmd import write_report
 from djtrace.cli.store_access import StoreOption, store_path
@@ -269,6 +275,7 @@ def load(
         run = sweep(command)
     else:
         assert base is not None
+        check_listening(base)
         opened_store = _open_existing(path)
         try:
             if use_store:

@@ -54,6 +54,20 @@ def check_loopback_url(url: str) -> tuple[str, str]:
     return base, path
 
 
+def check_listening(base: str) -> None:
+    """A one-line error when nothing listens at `base` (every request would be refused)."""
+    parts = urlsplit(base)
+    try:
+        with socket.create_connection((parts.hostname or "", parts.port or 80), timeout=5):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise CliError(
+            f"nothing answers at {base} ({reason}): start the server under `djtrace capture`, "
+            "or give its command after -- and djtrace starts it"
+        ) from None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -263,6 +263,13 @@ def _ms(ns: float) -> str:
     return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
 
 
+def _failed(stage: dict[str, Any]) -> str:
+    """A stage within the SLO by its p99 but with failures: how many, of what kind."""
+    failed = sum(stage["errors"].values())
+    kinds = ", ".join(f"{kind} ×{n}" for kind, n in stage["errors"].items())
+    return f"{failed} of {stage['count']} requests failed ({kinds})"
+
+
 def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any]:
     """The run's capacity: USL fit, knee, peak, what grew, and the one-line answer."""
     slo_ns = slo_ms * 1e6
@@ -289,7 +296,9 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
             else:
                 break
         out["within_slo_concurrency"] = within["concurrency"] if within else None
-        if within is None:
+        if within is None and closed[0]["latency"]["p99"] <= slo_ns:
+            parts.append(f"even at {closed[0]['concurrency']} concurrent {_failed(closed[0])}")
+        elif within is None:
             parts.append(
                 f"even at {closed[0]['concurrency']} concurrent p99 is "
                 f"{_ms(closed[0]['latency']['p99'])}, over the {slo_ms:g} ms SLO"
@@ -373,6 +382,8 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
             parts.append(
                 f"at up to {ok[-1]['rate']:g} req/s arriving, p99 stays under {slo_ms:g} ms"
             )
+        elif opened[0]["latency"]["p99"] <= slo_ns:
+            parts.append(f"at {opened[0]['rate']:g} req/s arriving {_failed(opened[0])}")
         else:
             parts.append(
                 f"at {opened[0]['rate']:g} req/s arriving p99 is already "

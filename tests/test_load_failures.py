@@ -1,0 +1,42 @@
+"""`djtrace load` where the requests cannot succeed: the answer says so, never a capacity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from djtrace.cli.load_server import free_port
+
+from tests.conftest import run_djtrace
+from tests.load_support import gunicorn_command, load_run
+
+
+def test_a_url_where_nothing_listens_is_a_one_line_error_not_a_run(tmp_path: Path) -> None:
+    port = free_port()  # bound and released: nothing listens there now
+    result = run_djtrace(
+        "load", f"http://127.0.0.1:{port}/books/", "-c", "1", "-d", "0.5",
+        "--store", str(tmp_path / "t.sqlite3"),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout[-2000:]
+    assert f"nothing answers at http://127.0.0.1:{port}" in result.stderr
+    assert "djtrace capture" in result.stderr
+    assert "req/s" not in result.stdout and "Traceback" not in result.stderr
+
+
+def test_a_path_that_404s_is_answered_as_failed_requests_not_as_over_the_slo(
+    tmp_path: Path,
+) -> None:
+    run, out = load_run(
+        tmp_path,
+        ["/no-such-page/"],
+        gunicorn_command("-w", "1"),
+        "-c", "1,2", "-d", "0.5", "--warmup", "0", "--no-overhead-check",
+    )  # fmt: skip
+    first = run["stages"][0]
+    assert first["errors"] == {"status 404": first["count"]}
+    answer = run["summary"]["answer"]
+    assert answer.startswith(
+        f"Even at 1 concurrent {first['count']} of {first['count']} requests failed "
+        f"(status 404 ×{first['count']})"
+    ), answer
+    assert "SLO" not in answer.split(";")[0]
+    assert answer.split(";")[0] in " ".join(out.split())
