@@ -31,8 +31,12 @@ from djtrace.cli.inprocess import RequestSpec, run
 from djtrace.exporters.store import COLUMNS, TraceStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from tests.conftest import run_djtrace
+
+# Hypothesis keeps caches in .hypothesis/ of the working directory: not in the work tree.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "djtrace-hypothesis")
 
 #: A hang guard per command, not a performance limit.
 PATIENCE_S = 30
@@ -41,7 +45,7 @@ FUZZ = settings(
     # Modest, so the file stays fast; DJTRACE_FUZZ_EXAMPLES=1000 for a long search.
     max_examples=int(os.environ.get("DJTRACE_FUZZ_EXAMPLES", "30")),
     deadline=None,
-    database=None,  # nothing written into the work tree
+    database=None,  # failing examples are not saved: each run searches afresh
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
