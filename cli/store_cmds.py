@@ -300,6 +300,7 @@ _MEANING = {
     "resp": "response (render, send, close)",
 }
 _ROUTE_MIN = 14  # the route column never gets narrower than this (then: an ellipsis)
+_ROUTE_KEEP = 60  # a phase column is shown only while the route column keeps this much
 
 
 def _phase_columns(
@@ -320,7 +321,9 @@ def _phase_columns(
     chosen: list[tuple[int, Col, str]] = []
     for _, order, col, name in candidates:
         trial = [c for _, c, _ in sorted([*chosen, (order, col, name)], key=lambda c: c[0])]
-        if fit([*base, *trial], width).total > width:
+        layout = fit([*base, *trial], width)
+        keep = min(base[0].natural, _ROUTE_KEEP)  # which route (view, path) a row is comes first
+        if layout.total > width or layout.widths[base[0].header] < keep:
             break
         chosen.append((order, col, name))
     chosen.sort(key=lambda c: c[0])
@@ -391,8 +394,9 @@ def stats(
         echo_json([route_dict(r, names) for r in routes])
         _lost(opened)
         return
+    heading = by.value if by in (StatsBy.view, StatsBy.path) else "route"
     base = [
-        Col("route", [f"{r.method} {r.route}" for r in routes], text=True, min_width=_ROUTE_MIN),
+        Col(heading, [f"{r.method} {r.route}" for r in routes], text=True, min_width=_ROUTE_MIN),
         Col("n", [str(r.count) for r in routes]),
         *[Col(f"p{q}", [ms(r.p(q)) for r in routes]) for q in (50, 95, 99)],
         Col("queries", [f"{r.mean_queries:.1f}" for r in routes]),
@@ -400,8 +404,7 @@ def stats(
     phases, left_out = _phase_columns(routes, base, console.width)
     layout = fit([*base, *phases], console.width)
     table = Table(
-        title=f"{plural(len(rows), 'request')} · per {'route' if by is StatsBy.page else by.value}"
-        " · phase columns: that phase's p95",
+        title=f"{plural(len(rows), 'request')} · per {heading} · phase columns: that phase's p95",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,

@@ -458,6 +458,21 @@ def test_stats_picks_phase_columns_by_p95_and_names_them(filled):
     assert "left out" not in wide
 
 
+@pytest.mark.parametrize("by", ["view", "path"])
+def test_stats_by_view_or_path_names_each_group_whole(filled, real_traces, by):
+    """Phase columns give way before the grouping key: `--by view` showing
+    `GET djtrace.sample_…` on every row would not say which view is which."""
+    result = run_djtrace("stats", "--store", str(filled), "--by", by, env={"COLUMNS": "160"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"5 requests · per {by}" in lines[0]
+    assert lines[1].split()[:2] == [by, "n"]
+    for trace in real_traces:
+        key = trace.request.get(by) or "(no view)"
+        assert any(line.startswith(f"GET {key} ") for line in lines[3:]), (key, result.stdout)
+    assert "…" not in result.stdout
+
+
 def test_a_closed_pipe_ends_quietly(filled):
     for args in (["export"], ["list"], ["stats"], ["show", "latest"]):
         read, write = os.pipe()
