@@ -260,3 +260,20 @@ def test_a_forked_worker_does_not_repeat_its_parents_trace_ids():
     os.waitpid(pid, 0)
     assert len(child) == 3 and not parent & child
     assert all(len(i) == 16 and int(i, 16) >= 0 for i in parent | child)
+
+
+def test_a_sqlite_insert_returning_has_no_made_up_row_count():
+    """SQLite's cursor reports the rowcount of an INSERT … RETURNING only once its rows
+    are fetched, after execute() returned: the tree said `INSERT … (0 rows)`."""
+    from django.db import transaction
+    from djtrace.sample_site.bookstore.models import Author
+
+    with trace() as t, transaction.atomic():
+        Author.objects.create(name="counted")
+        Book.objects.filter(pk=-1).update(title="none")  # a plain UPDATE keeps its count
+        transaction.set_rollback(True)
+    (insert,) = [q for q in t.queries if q.attrs["sql"].startswith("INSERT")]
+    assert "RETURNING" in insert.attrs["sql"]
+    assert insert.attrs.get("rows") != 0
+    (update,) = [q for q in t.queries if q.attrs["sql"].startswith("UPDATE")]
+    assert update.attrs["rows"] == 0

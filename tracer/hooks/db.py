@@ -48,9 +48,13 @@ def query_attrs(
         attrs["source"] = source
     if template is not None:
         attrs["template"] = template
-    if rows is not None and rows >= 0:
-        attrs["rows"] = rows
+    if rows is not None and rows >= 0 and not (vendor == "sqlite" and _returning(attrs["sql"])):
+        attrs["rows"] = rows  # SQLite counts a RETURNING statement's rows only as they are read
     return attrs
+
+
+def _returning(sql: str) -> bool:
+    return "RETURNING" in sql.upper()
 
 
 # Parameter containers a caller can change after the query; the ORM passes tuples.
