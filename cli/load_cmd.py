@@ -220,8 +220,10 @@ def load(
         if targets_args or command:
             raise CliError("--runs and --show read kept runs; give no paths or command with them")
         _stored(console, path, runs, show, against)
-        if show and (timeline or report is not None):  # a kept run's lanes and report
-            kept = _read_run(path, show)
+        if show and (timeline or report is not None or json_file is not None):
+            kept = _read_run(path, show)  # a kept run's document, lanes and report
+            if json_file is not None:
+                _write_json(kept, json_file)
             if timeline:
                 show_run_timeline(console, path, kept)
             if report is not None:
@@ -636,10 +638,14 @@ def _keep(console: Console, run: dict[str, Any], path: Path, json_file: Path | N
     except StoreError as exc:
         console.print(Text(f"djtrace load: the run was not kept: {exc}", "yellow"))
     if json_file is not None:
-        try:
-            json_file.write_text(json.dumps(run, separators=(",", ":")))
-        except OSError as exc:
-            raise CliError(f"cannot write {json_file}: {exc.strerror or exc}") from None
+        _write_json(run, json_file)
+
+
+def _write_json(run: dict[str, Any], json_file: Path) -> None:
+    try:
+        json_file.write_text(json.dumps(run, separators=(",", ":")))
+    except OSError as exc:
+        raise CliError(f"cannot write {json_file}: {exc.strerror or exc}") from None
 
 
 def _read_run(path: Path, ref: str) -> dict[str, Any]:
