@@ -277,3 +277,22 @@ def test_diff_shows_no_change_as_plus_minus_zero(tmp_path, server):
     assert total.split()[-1] == "±0"
     assert "−0.00" not in out and "+0.00" not in out and "0%" not in out
     assert "only timings differ (±0 total)" in out
+
+
+def test_replay_of_a_test_client_request_claims_no_cookies(tmp_path):
+    """Django's test client sends an empty `Cookie:` header on every request; replaying a
+    test's trace (`--djtrace-capture`) said "the original request carried cookies"."""
+    from django.test import Client
+    from djtrace import trace
+
+    with trace() as t:
+        Client().get("/books/fast/")
+    (tr,) = t.requests
+    assert tr.request["headers"]["cookie"] == ""  # nothing there: nothing to redact
+    saved, store = tmp_path / "t.json", tmp_path / "s.sqlite3"
+    saved.write_text(json.dumps(tr.to_dict()))
+    assert run_djtrace("import", str(saved), "--store", str(store)).returncode == 0
+    result = run_djtrace("replay", tr.id, "--store", str(store))
+    assert result.returncode == 0, result.stderr
+    assert "carried cookies" not in result.stdout
+    assert "replay is anonymous" not in result.stdout

@@ -87,7 +87,7 @@ def redact_request(request: dict[str, Any]) -> dict[str, Any]:
         out["headers"] = {
             name: (
                 redact.REDACTED
-                if redact.secret_header(str(name).lower())
+                if redact.secret_header(str(name).lower()) and value != ""
                 else redact.header_value(value)
                 if isinstance(value, str) and "=" in value
                 else value
