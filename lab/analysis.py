@@ -55,7 +55,8 @@ def stage_analysis(stage: dict[str, Any], joined: list[dict[str, Any]]) -> dict[
         return out
     out["split"] = {
         BEFORE: spread(r["before_ns"] for r in joined),
-        INSIDE: spread(r["inside_ns"] for r in joined),
+        # Inside: until the body was handed over (the close after it is not the client's wait).
+        INSIDE: spread(r.get("answered_ns", r["inside_ns"]) for r in joined),
         AFTER: spread(r["after_ns"] for r in joined),
     }
     full = [r for r in joined if r.get("phases") is not None]

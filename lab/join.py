@@ -34,6 +34,7 @@ def trace_facts(trace: Trace) -> dict[str, Any]:
         "trace": trace.id,
         "start_ns": trace.started_at,
         "inside_ns": max(trace.duration, 0),
+        "answered_ns": _answered(trace),
         "status": trace.request.get("status"),
         "pid": where.get("pid"),
         "thread_id": where.get("thread_id", root.thread if root is not None else None),
@@ -82,6 +83,18 @@ def trace_facts(trace: Trace) -> dict[str, Any]:
     return facts
 
 
+def _answered(trace: Trace) -> int:
+    """From the trace's start until its body was handed to the server: the client's share of
+    the trace. The response's close (request_finished, and under ASGI a thread hop to it)
+    runs after the client may already have the body."""
+    whole = max(trace.duration, 0)
+    root = trace.root
+    if root is None:
+        return whole
+    bodies = [s.end for s in trace.spans if s.phase == "response.stream" and s.parent == root.id]
+    return min(max(max(bodies) - root.start, 0), whole) if bodies else whole
+
+
 def index_traces(traces: Iterable[Trace], run_id: str) -> dict[tuple[int, int], dict[str, Any]]:
     """The run's traces by (stage, seq), as facts; other runs' and untagged traces skipped."""
     out: dict[tuple[int, int], dict[str, Any]] = {}
@@ -114,7 +127,7 @@ def join_stage(
             target=target,
             latency_ns=latency,
             before_ns=before,
-            after_ns=service - before - facts["inside_ns"],
+            after_ns=service - before - facts.get("answered_ns", facts["inside_ns"]),
             client_status=status,
             error=error,
         )
