@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import import_module
 from pathlib import Path
 from typing import NamedTuple
@@ -152,7 +152,10 @@ def setup_project(settings: str | None = None, pythonpath: str | None = None) ->
         sys.path.insert(0, first)
     module = project.settings
     try:
-        import_module(module)
+        try:
+            import_module(module)
+        except ModuleNotFoundError as exc:
+            project = _beside_manage_py(project, exc)
     except ModuleNotFoundError as exc:
         hint = "" if pythonpath else " (is the project on the path? try --pythonpath)"
         raise CliError(f"cannot import settings module {module!r}: {exc}{hint}") from None
@@ -185,6 +188,27 @@ def setup_project(settings: str | None = None, pythonpath: str | None = None) ->
         except Exception as exc:  # e.g. DJTRACE_SAMPLE_DB=postgres with no server running
             raise CliError(f"sample_site's database is not usable: {describe(exc)}") from None
     return project
+
+
+def _beside_manage_py(project: Project, exc: ModuleNotFoundError) -> Project:
+    """--settings or DJANGO_SETTINGS_MODULE named in a subfolder of the project: the
+    settings are imported from the nearest manage.py's folder, as `python ../manage.py`
+    would; `exc` again when they are not there either."""
+    top = project.settings.split(".")[0]
+    if project.root is not None or (exc.name or "").split(".")[0] != top:
+        raise exc
+    search = find_manage_py(Path.cwd())
+    manage_py = search.manage_py or search.skipped
+    if manage_py is None:
+        raise exc
+    folder = str(manage_py.parent)
+    sys.path.insert(0, folder)
+    try:
+        import_module(project.settings)
+    except ModuleNotFoundError:
+        sys.path.remove(folder)
+        raise exc from None
+    return replace(project, root=manage_py.parent)
 
 
 def setup_django(settings: str | None = None, pythonpath: str | None = None) -> str:

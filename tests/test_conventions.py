@@ -49,6 +49,24 @@ def test_request_in_a_subfolder_walks_up_to_the_manage_py(tmp_path: Path):
     assert f"in {root.resolve()} (from manage.py)" in result.stdout
 
 
+def test_settings_named_in_a_subfolder_are_imported_beside_the_manage_py(tmp_path: Path):
+    """DJANGO_SETTINGS_MODULE exported (or --settings) in a subfolder of the project: as
+    `python ../manage.py` would, the manage.py's folder is where the settings are found."""
+    root = write_project(tmp_path / "site")
+    deep = root / "shop" / "templates"
+    deep.mkdir(parents=True)
+    by_env = djtrace_in(deep, "request", "/hello/", DJANGO_SETTINGS_MODULE="shop.settings")
+    assert by_env.returncode == 0, by_env.stderr
+    assert "view shop.views.hello" in by_env.stdout
+    assert f"shop.settings in {root.resolve()} (from DJANGO_SETTINGS_MODULE)" in by_env.stdout
+    by_option = djtrace_in(deep, "request", "/hello/", "--settings", "shop.settings")
+    assert by_option.returncode == 0, by_option.stderr
+    assert f"shop.settings in {root.resolve()} (from --settings)" in by_option.stdout
+    missing = djtrace_in(deep, "request", "/hello/", "--settings", "nosuch.settings")
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: cannot import settings module 'nosuch.settings'")
+
+
 def test_the_walk_stops_at_a_repository_root(tmp_path: Path):
     write_project(tmp_path)  # a manage.py above the repository: not this folder's project
     repo = tmp_path / "elsewhere"
