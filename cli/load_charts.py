@@ -11,7 +11,8 @@ from djtrace.lab.document import stage_label
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-#: Part → (style, letter when there is no colour). Parts not named here share the rest.
+#: Part → (style, letter when there is no colour). Parts not named here ("other") share the
+#: rest; the middleware's two halves share "m".
 PART_STYLES: dict[str, tuple[str, str]] = {
     BEFORE: ("yellow", "w"),
     "middleware (before)": ("blue", "m"),
@@ -21,6 +22,11 @@ PART_STYLES: dict[str, tuple[str, str]] = {
     "templates": ("cyan", "t"),
     "pool checkout wait": ("red", "p"),
     "thread hops": ("bright_red", "h"),
+    "cache": ("bright_cyan", "k"),
+    "sessions": ("bright_green", "n"),
+    "signals": ("bright_yellow", "g"),
+    "connection open": ("bright_magenta", "c"),
+    "error response": ("dark_orange", "e"),
     "middleware (after)": ("blue", "m"),
     "response": ("bright_blue", "r"),
     AFTER: ("white", "a"),
