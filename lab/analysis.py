@@ -305,8 +305,9 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
                 f"{_ms(closed[0]['latency']['p99'])}, over the {slo_ms:g} ms SLO"
             )
         elif within is closed[-1]:
+            n = within["concurrency"]
             parts.append(
-                f"up to {within['concurrency']} concurrent requests (all stages) p99 stays "
+                f"up to {n} concurrent request{'s' if n != 1 else ''} (all stages) p99 stays "
                 f"under {slo_ms:g} ms"
             )
         else:
@@ -324,7 +325,12 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
         out["still_rising"] = rising
         if rising:
             out["knee_stage"] = None
-        if rising:
+        if len(closed) == 1:
+            parts.append(
+                f"throughput {peak['throughput']:.0f} req/s at {peak['concurrency']} concurrent "
+                "(one stage: sweep several, e.g. -c 1,2,4,8, to find the knee)"
+            )
+        elif rising:
             parts.append(
                 f"throughput {peak['throughput']:.0f} req/s at {peak['concurrency']} concurrent, "
                 "still rising (sweep higher to find the knee)"
