@@ -84,7 +84,7 @@ def test_waiting_before_django_on_an_event_loop_is_not_called_waiting_for_a_work
     assert "worker" not in why.split("(")[0]
 
 
-def test_a_single_stage_names_no_knee_and_asks_for_more_levels() -> None:
+def test_a_single_stage_is_not_said_to_level_off_and_asks_for_more_levels() -> None:
     summary = sweep_analysis([stage(1, 1, 19, 60, 1)], slo_ms=200)
     answer = summary["answer"]
     assert answer.startswith("Up to 1 concurrent request (all stages) p99 stays under 200 ms")
