@@ -83,16 +83,18 @@ class DjtraceMagics(Magics):
         namespace = self.shell.user_ns
         value = None
         session: TraceSession
+        # Named as IPython names a cell, so a query's source line is `In [3]:1`.
+        name = f"<ipython-input-{self.shell.execution_count}-djtrace>"
         with trace() as session:
             if cell is None:
                 try:
-                    compiled = compile(line, "<djtrace>", "eval")
+                    compiled = compile(line, name, "eval")
                 except SyntaxError:
-                    exec(compile(line, "<djtrace>", "exec"), namespace)
+                    exec(compile(line, name, "exec"), namespace)
                 else:
                     value = eval(compiled, namespace)
-            else:
-                exec(compile(cell, "<djtrace cell>", "exec"), namespace)
+            else:  # the cell's lines as the user numbers them: `%%djtrace` is line 1
+                exec(compile("\n" + cell, name, "exec"), namespace)
         namespace["_djtrace"] = session
         display(bundle(session.traces), raw=True)
         return value

@@ -58,3 +58,19 @@ def test_an_empty_magic_says_how_to_use_it(shell):
     said = captured.stderr + captured.stdout
     assert "UsageError: %djtrace STATEMENT" in said
     assert "Traceback" not in said
+
+
+def test_queries_the_statement_ran_point_at_its_cell(shell):
+    """ORM work typed at the prompt is the cell's own: its source was the frame that
+    called the shell (`manage.py:10` in `python manage.py shell`)."""
+    shell.run_cell("from djtrace.sample_site.bookstore.models import Book")
+    count = shell.execution_count
+    data, _ = _shown(shell, "%djtrace [b.author.name for b in Book.objects.all()[:3]]")
+    queries = shell.user_ns["_djtrace"].queries
+    assert len(queries) == 4
+    assert {q.attrs["source"] for q in queries} == {f"In [{count}]:1"}
+    assert f"n+1: 3 similar queries from In [{count}]:1" in data["text/plain"]
+    cell = "%%djtrace\nbooks = list(Book.objects.all()[:2])\nn = Book.objects.count()"
+    _shown(shell, cell)
+    sources = [q.attrs["source"] for q in shell.user_ns["_djtrace"].queries]
+    assert sources == [f"In [{count}]:2", f"In [{count}]:3"]  # the lines as typed

@@ -65,13 +65,24 @@ def _classify(filename: str) -> str | None:
         _user_roots = (sample,) if sample else ()
         _roots = _library_roots()
     if filename.startswith("<"):
-        return None
+        return _typed(filename)
     path = os.path.realpath(filename)
     if os.sep + "asgiref" + os.sep in path:
         return _BOUNDARY
     if not path.startswith(_user_roots) and path.startswith(_roots):
         return None
     return _display_path(path)
+
+
+def _typed(filename: str) -> str | None:
+    """Code typed at a prompt is the user's: an IPython cell (`<ipython-input-3-…>`, shown
+    as `In [3]`; the %djtrace magic's too), the plain shell's `<console>` or `<stdin>`.
+    Other generated code (`<string>`, `<frozen …>`) is not."""
+    if filename.startswith("<ipython-input-"):
+        return f"In [{filename[15:].split('-')[0]}]"
+    if filename in ("<console>", "<stdin>") or filename.startswith("<python-input-"):
+        return filename
+    return None
 
 
 def _display_path(path: str) -> str:
