@@ -84,7 +84,7 @@ class DjtraceMagics(Magics):
         value = None
         session: TraceSession
         # Named as IPython names a cell, so a query's source line is `In [3]:1`.
-        name = f"<ipython-input-{self.shell.execution_count}-djtrace>"
+        name = f"<ipython-input-{self._cell_number()}-djtrace>"
         with trace() as session:
             if cell is None:
                 try:
@@ -98,6 +98,22 @@ class DjtraceMagics(Magics):
         namespace["_djtrace"] = session
         display(bundle(session.traces), raw=True)
         return value
+
+    def _cell_number(self) -> int:
+        """The In [N] of the cell running this magic: the nearest IPython cell frame's (a
+        terminal or InteractiveShell names them `<ipython-input-N-…>`), else the count
+        IPython has already moved on by one (a kernel's cells are files)."""
+        frame = sys._getframe(1)
+        for _ in range(30):
+            if frame is None:
+                break
+            name = frame.f_code.co_filename
+            if name.startswith("<ipython-input-"):
+                number = name[15:].split("-")[0]
+                if number.isdigit():
+                    return int(number)
+            frame = frame.f_back
+        return max(1, int(self.shell.execution_count) - 1)
 
 
 def load_ipython_extension(ipython: Any) -> None:

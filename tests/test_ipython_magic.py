@@ -74,3 +74,9 @@ def test_queries_the_statement_ran_point_at_its_cell(shell):
     _shown(shell, cell)
     sources = [q.attrs["source"] for q in shell.user_ns["_djtrace"].queries]
     assert sources == [f"In [{count}]:2", f"In [{count}]:3"]  # the lines as typed
+    # As a terminal runs a cell (its history kept, the count moved on before it runs).
+    with capture_output():
+        result = shell.run_cell("%djtrace Book.objects.count()", store_history=True)
+    result.raise_error()
+    (query,) = shell.user_ns["_djtrace"].queries
+    assert query.attrs["source"] == f"In [{result.execution_count}]:1"
