@@ -108,16 +108,35 @@ def djtrace(
     """
 
 
+# typer 0.29 carries its own copy of click; older typers use click itself. Either way the
+# classes are found from typer's public BadParameter.
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+_ABORTS: tuple[type[BaseException], ...] = tuple(
+    {typer.Abort, getattr(sys.modules[_CLICK_ERROR.__module__], "Abort", typer.Abort)}
+)
+
+
 def main(args: Sequence[str] | None = None, prog_name: str = "djtrace") -> None:
     """The command line (`args`: sys.argv[1:] by default); ends the process with its status."""
     # rich answers a closed pipe with SystemExit(1); a closed pipe is not a failure.
     Console.on_broken_pipe = lambda console: _output_closed()  # type: ignore[method-assign]
     extra: dict[str, Any] = {} if args is None else {"args": list(args)}
     try:
-        app(prog_name=prog_name, **extra)
+        status = app(prog_name=prog_name, standalone_mode=False, **extra)
     except CliError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error(str(exc))
         sys.exit(exc.code)
+    except _CLICK_ERROR as exc:
+        # A usage error in one line, like every other error, not click's boxed page.
+        ctx = getattr(exc, "ctx", None)
+        see = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        _error(exc.format_message() + see)
+        sys.exit(exc.exit_code)
+    except _ABORTS:
+        _error("aborted")
+        sys.exit(1)
     except BrokenPipeError:
         _output_closed()
     except SystemExit:
@@ -126,6 +145,12 @@ def main(args: Sequence[str] | None = None, prog_name: str = "djtrace") -> None:
         if type(sys.stdout).__name__ == "PacifyFlushWrapper":
             _output_closed()
         raise
+    if isinstance(status, int) and status:  # --help and the like return their status
+        sys.exit(status)
+
+
+def _error(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
 
 
 def _output_closed() -> NoReturn:

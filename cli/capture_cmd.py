@@ -41,7 +41,7 @@ from djtrace.cli import break_cli, otlp_cli
 from djtrace.cli.autotrace import ENV_ACTIVE, ENV_BODY, ENV_READY, ENV_SAMPLE, ENV_STORE
 from djtrace.cli.errors import CliError
 from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
-from djtrace.cli.store_access import StoreOption, store_path
+from djtrace.cli.store_access import StoreOption, check_ms, store_path
 from djtrace.cli.store_cmds import worker
 from djtrace.cli.watchdog import group_ends, stop_group
 from djtrace.exporters.store import StoreDamaged, StoreError, Summary, TraceStore
@@ -360,7 +360,9 @@ def capture(
     except StoreError as exc:
         raise CliError(str(exc)) from None
     console = _CaptureConsole(highlight=False)
-    view = LiveView(console, opened, tree_over, quiet, hide_under)
+    if tree_over is not None:
+        tree_over = check_ms(tree_over, "--tree-over")
+    view = LiveView(console, opened, tree_over, quiet, check_ms(hide_under))
     with tempfile.TemporaryDirectory(prefix="djtrace-capture-") as scratch:
         ready = Path(scratch) / "traced-pids"
         env = capture_env(path, body_limit if capture_body else 0, ready, sample=sample)

@@ -26,7 +26,7 @@ from djtrace.cli.errors import CliError
 from djtrace.cli.inprocess import RequestSpec, run
 from djtrace.cli.project import setup_project
 from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
-from djtrace.cli.store_access import StoreOption, finish, load_trace, store_path
+from djtrace.cli.store_access import StoreOption, check_ms, finish, load_trace, store_path
 from djtrace.compare import compare
 from djtrace.exporters.store import StoreError, Summary, TraceStore
 from djtrace.model import Trace
@@ -284,6 +284,7 @@ def replay(
     with, after one warm-up run (see --cold).
     """
     base = check_target(target) if target else None
+    hide_under = check_ms(hide_under)
     original, summary, damaged = load_trace(ref, store)
     use_asgi = asgi if asgi is not None else original.where.get("mode") == "async"
     if target and user:

@@ -21,6 +21,7 @@ from djtrace.cli.render import (
     render_trace,
     tree_console,
 )
+from djtrace.cli.store_access import check_ms
 from rich.console import Console
 from rich.text import Text
 
@@ -176,6 +177,7 @@ def request(
 ) -> None:
     """Trace one request in-process through your project's full stack; show where its time went."""
     method, path = _parse_target(target)
+    hide_under = check_ms(hide_under)
     headers = [parse_header(h) for h in header or []]
     body, content_type = _body(data, json_body)
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):

@@ -223,10 +223,10 @@ def parse_slower_than(ms: float) -> int:
     return int(min(ms * 1e6, _NS_MAX))
 
 
-def check_hide_under(ms: float) -> float:
-    """--hide-under in ms, finite: past any span's length it hides every detail span."""
+def check_ms(ms: float, option: str = "--hide-under") -> float:
+    """A duration option in ms, made finite: past any span's length it means "none"."""
     if ms != ms:
-        raise CliError("--hide-under nan: give a duration in ms, 0 or more")
+        raise CliError(f"{option} nan: give a duration in ms, 0 or more")
     return min(ms, 1e12)
 
 

@@ -31,7 +31,7 @@ from djtrace.cli.store_access import (
     SlowerFilter,
     StatusFilter,
     StoreOption,
-    check_hide_under,
+    check_ms,
     finish,
     load_trace,
     make_filters,
@@ -263,7 +263,7 @@ def show(
     else:
         console = tree_console(width)
         console.print(Text(f"trace {trace.id}", "dim"))
-        console.print(render_trace(trace, hide_under_ms=check_hide_under(hide_under)))
+        console.print(render_trace(trace, hide_under_ms=check_ms(hide_under)))
     finish(damaged)
 
 

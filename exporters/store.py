@@ -384,6 +384,9 @@ class TraceStore:
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise _classify(exc, path) from None
+        except UnicodeDecodeError:  # a table name that is not text: bytes overwritten
+            conn.close()
+            raise StoreDamaged(f"the trace store {path} is damaged (unreadable names)") from None
         except StoreError:
             conn.close()
             raise
