@@ -78,7 +78,7 @@ def stage_table(run: dict[str, Any]) -> Table:
             if "busy_mean" in info
             else "–",
             f"{little['in_flight']:.1f}" if little else "–",
-            f"{stage['generator_cpu_share']:.0%}",
+            "–" if stage.get("observed") else f"{stage['generator_cpu_share']:.0%}",
         )
     return table
 

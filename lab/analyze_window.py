@@ -139,11 +139,10 @@ def observed_stage(index: int, traces: Sequence[Trace], run: str | None = None) 
     # Latency runs from the send when every request carried its send time, else from Django.
     stage["latency_from"] = "send" if stage["tagged"] == len(rows) else "server"
     stage["analysis"] = stage_analysis(stage, rows)
+    split = stage["analysis"].get("split") or {}
+    split.pop(AFTER, None)  # the client's receipt of the body is not stored anywhere
     if not stage["tagged"]:
-        # No send times: nothing is known of the time before Django or after it.
-        split = stage["analysis"].get("split") or {}
-        split.pop(BEFORE, None)
-        split.pop(AFTER, None)
+        split.pop(BEFORE, None)  # no send times: nothing is known of the time before Django
     stage["joined"] = rows
     return stage
 
