@@ -132,6 +132,29 @@ def test_manage_py_is_read_without_running_it(tmp_path: Path, source: str, expec
     assert settings_in_manage_py(manage) == expected
 
 
+def test_a_query_run_by_manage_py_shell_c_points_at_the_command(tmp_path: Path):
+    """`python manage.py shell -c "…"` runs the command as `<string>`: its queries are the
+    user's, not manage.py's (they read `manage.py:10`, the line that started Django)."""
+    root = write_project(tmp_path / "site")
+    command = (
+        "from django.db import connection\n"
+        "from djtrace import trace\n"
+        "with trace() as t:\n"
+        "    connection.cursor().execute('SELECT 1')\n"
+        "print('source', t.queries[0].attrs.get('source'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", command],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env=project_env(),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "source <string>:4" in result.stdout
+
+
 def test_manage_py_djtrace_offers_the_same_commands(tmp_path: Path):
     root = write_project(tmp_path / "site", djtrace_app=True)
     manage = [sys.executable, "manage.py", "djtrace"]

@@ -76,13 +76,17 @@ def _classify(filename: str) -> str | None:
 
 def _typed(filename: str) -> str | None:
     """Code typed at a prompt is the user's: an IPython cell (`<ipython-input-3-…>`, shown
-    as `In [3]`; the %djtrace magic's too), the plain shell's `<console>` or `<stdin>`.
-    Other generated code (`<string>`, `<frozen …>`) is not."""
+    as `In [3]`; the %djtrace magic's too), the plain shell's `<console>` or `<stdin>`, and
+    `manage.py shell -c "…"` (exec'd as `<string>`: code made by a library runs a query
+    through a function of the user's, found first). `<frozen …>` is the standard library."""
     if filename.startswith("<ipython-input-"):
         return f"In [{filename[15:].split('-')[0]}]"
-    if filename in ("<console>", "<stdin>") or filename.startswith("<python-input-"):
+    if filename in _TYPED or filename.startswith("<python-input-"):
         return filename
     return None
+
+
+_TYPED = frozenset(("<console>", "<stdin>", "<string>"))
 
 
 def _display_path(path: str) -> str:
