@@ -112,9 +112,9 @@ def bind_command(command: list[str], port: int) -> tuple[list[str], int]:
         host, given = "127.0.0.1", None
         for i, arg in enumerate(out):
             if arg == "--port" and i + 1 < len(out):
-                given = int(out[i + 1])
+                given = _port(out[i + 1], "uvicorn's --port")
             elif arg.startswith("--port="):
-                given = int(arg.split("=", 1)[1])
+                given = _port(arg.split("=", 1)[1], "uvicorn's --port")
             elif arg == "--host" and i + 1 < len(out):
                 host = out[i + 1]
             elif arg.startswith("--host="):
@@ -135,6 +135,12 @@ def bind_command(command: list[str], port: int) -> tuple[list[str], int]:
         "cannot tell where this server listens: put {port} in the command where its port "
         "goes (djtrace picks a free one), e.g. -- ./serve --port {port}"
     )
+
+
+def _port(value: str, what: str) -> int:
+    if not value.isdigit():
+        raise CliError(f"{what} is {value!r}: give a port number, or leave it out for djtrace")
+    return int(value)
 
 
 def _checked(host: str, port: int | None, what: str) -> int:

@@ -146,3 +146,15 @@ def test_a_weight_follows_the_path_and_a_query_value_is_not_one(
     item: str, expected: tuple[str, float]
 ) -> None:
     assert parse_weighted(item) == expected
+
+
+@pytest.mark.parametrize("port", [["--port", "abc"], ["--port="]])
+def test_a_uvicorn_port_that_is_not_a_number_is_a_one_line_error(
+    port: list[str], tmp_path: Path
+) -> None:
+    result = run_djtrace(
+        "load", "/books/", "-c", "1", "--store", str(tmp_path / "t.sqlite3"),
+        "--", "uvicorn", "mysite.asgi:application", *port,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "uvicorn's --port is" in result.stderr and "Traceback" not in result.stderr
