@@ -303,7 +303,7 @@ def load(
             cookies,
         )
         run = _run_and_join(console, plan, path, None, sample)
-    run["summary"] = analysis.sweep_analysis(run["stages"], slo)
+    run["summary"] = analysis.sweep_analysis(run["stages"], slo, run["interrupted"])
     if command and overhead_check and not run["interrupted"]:
         run["summary"]["overhead"] = measure_overhead(
             console, run, command, user, login_url, start_timeout, _drive

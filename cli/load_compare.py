@@ -69,16 +69,21 @@ def run_configurations(
     `timeline`, each one's knee stage; with `report`, the comparison as an HTML page)."""
     runs: list[tuple[str, dict[str, Any]]] = []
     failed = []
+    stopped = False
     for i, command in enumerate(commands):
         label = shlex.join(command)
         console.print(Text.assemble((f"configuration {'ABCDEFGH'[i % 8]}: ", "bold"), label))
         try:
             run = sweep(command)
         except CliError as exc:
+            if exc.code == 130:  # Ctrl-C while this configuration's server started
+                console.print(Text(f"  {exc}", "red"), soft_wrap=True)
+                stopped = True
+                break
             console.print(Text(f"  skipped: {exc}", "red"), soft_wrap=True)
             failed.append(label)
             continue
-        run["summary"] = analysis.sweep_analysis(run["stages"], slo)
+        run["summary"] = analysis.sweep_analysis(run["stages"], slo, run["interrupted"])
         run["settings"]["compare"] = [shlex.join(c) for c in commands]
         _keep(store_file, run, label)
         console.print(Text(f"  {run['summary']['answer']}", "dim"), soft_wrap=True)
@@ -87,12 +92,16 @@ def run_configurations(
         runs.append((label, run))
         if run.get("interrupted"):
             break
+    if stopped and not runs:
+        raise typer.Exit(130)
     configs = compare(runs)
     console.print()
     console.print(render_comparison(configs, console.width))
     if report is not None:
         _write_report(console, store_file, configs, runs, report)
-    if failed or any(run.get("interrupted") for _, run in runs):
+    if stopped or any(run.get("interrupted") for _, run in runs):
+        raise typer.Exit(130)  # Ctrl-C, as for a single run
+    if failed:
         raise typer.Exit(1)
     return configs
 

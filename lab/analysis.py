@@ -271,8 +271,11 @@ def _failed(stage: dict[str, Any]) -> str:
     return f"{failed} of {stage['count']} requests failed ({kinds})"
 
 
-def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any]:
-    """The run's capacity: USL fit, knee, peak, what grew, and the one-line answer."""
+def sweep_analysis(
+    stages: list[dict[str, Any]], slo_ms: float, stopped_early: bool = False
+) -> dict[str, Any]:
+    """The run's capacity: USL fit, knee, peak, what grew, and the one-line answer
+    (`stopped_early`: Ctrl-C ended the run, so fewer stages were measured than planned)."""
     slo_ns = slo_ms * 1e6
     closed = sorted(
         (s for s in stages if s["kind"] == "closed" and s["count"]),
@@ -328,7 +331,11 @@ def sweep_analysis(stages: list[dict[str, Any]], slo_ms: float) -> dict[str, Any
         if len(closed) == 1:
             parts.append(
                 f"throughput {peak['throughput']:.0f} req/s at {peak['concurrency']} concurrent "
-                "(one stage: sweep several, e.g. -c 1,2,4,8, to find the knee)"
+                + (
+                    "(the only stage measured before the run was stopped)"
+                    if stopped_early
+                    else "(one stage: sweep several, e.g. -c 1,2,4,8, to find the knee)"
+                )
             )
         elif rising:
             parts.append(
