@@ -318,6 +318,11 @@ def sweep_analysis(
             parts.append(
                 f"up to {n} concurrent request{'s' if n != 1 else ''} p99 stays under {slo_ms:g} ms"
             )
+            broke = closed[closed.index(within) + 1]
+            if broke["latency"]["p99"] <= slo_ns:  # what ended it was failures, not latency
+                parts[-1] += (
+                    f" and no request fails (at {broke['concurrency']} concurrent {_failed(broke)})"
+                )
         knee_stage = closed[knee] if knee is not None else peak
         rising = False
         if knee_stage is closed[-1] and len(closed) > 1:

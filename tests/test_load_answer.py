@@ -90,3 +90,16 @@ def test_a_single_stage_is_not_said_to_level_off_and_asks_for_more_levels() -> N
     assert answer.startswith("Up to 1 concurrent request (all stages) p99 stays under 200 ms")
     assert "throughput 19 req/s at 1 concurrent (one stage: sweep several" in answer
     assert "levels off" not in answer
+
+
+def test_a_stage_within_the_slo_but_with_failures_is_named_for_its_failures() -> None:
+    stages = [
+        stage(1, 1, 19.5, 60, 1),
+        stage(2, 2, 39, 62, 1),
+        stage(3, 4, 70, 70, 2, errors={"status 500": 3}),
+    ]
+    answer = sweep_analysis(stages, slo_ms=200)["answer"]
+    assert answer.startswith(
+        "Up to 2 concurrent requests p99 stays under 200 ms and no request fails "
+        "(at 4 concurrent 3 of 100 requests failed (status 500 ×3))"
+    ), answer
