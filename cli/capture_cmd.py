@@ -39,7 +39,7 @@ from typing import Annotated, Any
 import typer
 from djtrace.cli import break_cli, otlp_cli
 from djtrace.cli.autotrace import ENV_ACTIVE, ENV_BODY, ENV_READY, ENV_SAMPLE, ENV_STORE
-from djtrace.cli.errors import CliError
+from djtrace.cli.errors import CliError, command_not_found
 from djtrace.cli.render import DEFAULT_HIDE_UNDER_MS, ms, plural, render_trace
 from djtrace.cli.store_access import StoreOption, check_ms, store_path
 from djtrace.cli.store_cmds import worker
@@ -403,7 +403,7 @@ def _start(command: list[str], env: dict[str, str], opened: TraceStore) -> subpr
         )
     except FileNotFoundError:
         opened.close()
-        raise CliError(f"command not found: {command[0]}", code=127) from None
+        raise command_not_found(command[0]) from None
     except PermissionError:
         opened.close()
         raise CliError(f"cannot run {command[0]}: permission denied", code=126) from None

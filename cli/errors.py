@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 
 class CliError(Exception):
     """Bad input or an unusable project: shown as `error: <message>`, exit `code`."""
@@ -15,3 +19,16 @@ def describe(exc: BaseException) -> str:
     """`Type: first line of the message`, for an error from the user's project."""
     message = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+
+
+def command_not_found(program: str) -> CliError:
+    """`command not found`, saying where it is when djtrace's own virtualenv has it (a
+    server command run from a virtualenv that is not activated)."""
+    beside = Path(sys.executable).parent / program
+    if os.sep not in program and os.access(beside, os.X_OK):
+        return CliError(
+            f"command not found: {program} (it is in {beside.parent}: activate that "
+            f"virtualenv, or give the path {beside})",
+            code=127,
+        )
+    return CliError(f"command not found: {program}", code=127)

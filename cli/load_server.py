@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from djtrace.cli.autotrace import ENV_ACTIVE
 from djtrace.cli.capture_cmd import capture_env
-from djtrace.cli.errors import CliError
+from djtrace.cli.errors import CliError, command_not_found
 
 STOP_PATIENCE_S = 20.0
 _no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -182,7 +182,7 @@ class Server:
                     start_new_session=True,
                 )
         except FileNotFoundError:
-            raise CliError(f"command not found: {command[0]}", code=127) from None
+            raise command_not_found(command[0]) from None
         except PermissionError:
             raise CliError(f"cannot run {command[0]}: permission denied", code=126) from None
 

@@ -40,3 +40,22 @@ def test_a_path_that_404s_is_answered_as_failed_requests_not_as_over_the_slo(
     ), answer
     assert "SLO" not in answer.split(";")[0]
     assert answer.split(";")[0] in " ".join(out.split())
+
+
+def test_a_server_command_in_a_virtualenv_not_activated_says_where_it_is(
+    tmp_path: Path,
+) -> None:
+    import os
+    import sys
+
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    result = run_djtrace(
+        "load", "/books/", "-c", "1", "--store", str(tmp_path / "t.sqlite3"),
+        "--", "gunicorn", "djtrace.sample_site.wsgi",
+        env={"PATH": path},
+    )  # fmt: skip
+    assert result.returncode == 127, result.stderr
+    assert "command not found: gunicorn" in result.stderr
+    assert f"it is in {venv_bin}: activate that virtualenv" in result.stderr
+    assert "Traceback" not in result.stderr
