@@ -103,6 +103,12 @@ def timeline(
         warn(f"{plural(window.unreadable, 'unreadable trace')} left out")
     console = Console(highlight=False, width=width) if width else Console(highlight=False)
     if not window.traces:
+        if selection.run is not None or stage is not None:  # a run or stage that is not there
+            raise CliError(
+                f"no requests of {window.describe() or 'a load run'} in {file} "
+                "(see `djtrace load --runs`)",
+                code=1,
+            )
         console.print(Text(f"no requests in this window of {file}", "dim"), soft_wrap=True)
         raise typer.Exit(1 if window.unreadable else 0)
     built = lanes.build(window.traces)  # over the requests' own extent, within the selection

@@ -4,6 +4,7 @@ and the Perfetto file of the same window."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import urllib.request
@@ -101,7 +102,7 @@ def test_zooming_into_the_window_keeps_only_the_requests_in_it(client, tmp_path)
         "timeline", "--store", str(store), "--run", "z1", "--from", "0", "--to", "30ms"
     )
     assert first_two.returncode == 0, first_two.stderr
-    shown = int(first_two.stdout.split(" requests")[0].rsplit("· ", 1)[1])
+    shown = int(re.search(r"· (\d+) requests?\b", first_two.stdout).group(1))  # 1 request
     assert 1 <= shown <= 2, first_two.stdout
     assert "30 ms from" in first_two.stdout
 
@@ -138,6 +139,20 @@ def test_a_stage_of_a_run_nobody_tagged_is_explained(client, tmp_path) -> None:
     result = run_djtrace("timeline", "--store", str(store), "--stage", "2")
     assert result.returncode == 2
     assert "no trace in the store carries a load tag" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [(["--run", "nope"], "run nope"), (["--run", "z2", "--stage", "9"], "stage 9")],
+)
+def test_a_run_or_stage_with_no_requests_is_an_error_naming_it(
+    client, tmp_path, args, said
+) -> None:
+    store = _store_with(tmp_path, _tagged_requests(client, [("/books/fast/", 0)], run="z2"))
+    result = run_djtrace("timeline", "--store", str(store), *args)
+    assert result.returncode == 1, result.stdout
+    assert "no requests of" in result.stderr and said in result.stderr
+    assert "djtrace load --runs" in result.stderr and "Traceback" not in result.stderr
 
 
 # --- a real server: gunicorn, 2 workers × 2 threads, on the I/O-waiting view -----------------
