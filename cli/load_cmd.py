@@ -243,6 +243,12 @@ def load(
         command = configs[0]
     base, targets = _targets(targets_args, command)
 
+    def plan_for(base_url: str, cookies: dict[str, str], paths: list[Target]) -> EnginePlan:
+        return _plan(
+            base_url, paths, closed, opened, poisson, duration, requests, warmup, timeout,
+            max_inflight, seed, cookies,
+        )  # fmt: skip
+
     def sweep(server: list[str]) -> dict[str, Any]:
         return _with_server(
             console,
@@ -254,20 +260,7 @@ def load(
             login_url,
             sample,
             start_timeout,
-            lambda base_url, cookies, t: _plan(
-                base_url,
-                t,
-                closed,
-                opened,
-                poisson,
-                duration,
-                requests,
-                warmup,
-                timeout,
-                max_inflight,
-                seed,
-                cookies,
-            ),
+            plan_for,
         )
 
     if configs:
@@ -288,20 +281,7 @@ def load(
             if opened_store is not None:
                 opened_store.close()
         cookies = log_in(base, login_url, user) if user else {}
-        plan = _plan(
-            base,
-            targets,
-            closed,
-            opened,
-            poisson,
-            duration,
-            requests,
-            warmup,
-            timeout,
-            max_inflight,
-            seed,
-            cookies,
-        )
+        plan = plan_for(base, cookies, targets)
         run = _run_and_join(console, plan, path, None, sample)
     run["summary"] = analysis.sweep_analysis(run["stages"], slo, run["interrupted"])
     if command and overhead_check and not run["interrupted"]:
