@@ -56,4 +56,5 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    # Not the IPython hook: tools that getattr every name in dir() must not import IPython.
+    return sorted([*globals(), *__all__])
