@@ -288,7 +288,7 @@ def test_loading_the_plugin_imports_neither_django_nor_rich():
     import sys
 
     code = (
-        "import sys, djtrace.pytest_plugin\n"
+        "import sys, djtrace.cli.pytest_plugin\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('django', 'rich', 'typer', 'IPython', 'opentelemetry')))"
     )
