@@ -23,6 +23,17 @@ def gunicorn_command(*options: str) -> list[str]:
     return [*args, *options]
 
 
+def stored_traces(store: Path) -> int:
+    """How many traces the store holds so far (0 before capture has made it)."""
+    from djtrace.exporters.store import StoreError, TraceStore
+
+    try:
+        with TraceStore.open(store) as opened:
+            return opened.count()
+    except StoreError:
+        return 0
+
+
 def uvicorn_command(*options: str) -> list[str]:
     return [sys.executable, "-m", "uvicorn", "djtrace.sample_site.asgi:application", *options]
 

@@ -13,17 +13,7 @@ from pathlib import Path
 
 from tests.capture_support import PATIENCE_S
 from tests.conftest import ROOT
-from tests.load_support import gunicorn_command
-
-
-def _traces(store: Path) -> int:
-    from djtrace.exporters.store import StoreError, TraceStore
-
-    try:
-        with TraceStore.open(store) as opened:
-            return opened.count()
-    except StoreError:
-        return 0
+from tests.load_support import gunicorn_command, stored_traces
 
 
 def test_ctrl_c_during_compare_stops_every_configuration_with_status_130(tmp_path: Path) -> None:
@@ -44,7 +34,7 @@ def test_ctrl_c_during_compare_stops_every_configuration_with_status_130(tmp_pat
     )  # fmt: skip
     try:
         deadline = time.monotonic() + PATIENCE_S
-        while _traces(store) < 30 and time.monotonic() < deadline:
+        while stored_traces(store) < 30 and time.monotonic() < deadline:
             assert process.poll() is None, process.communicate()
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends djtrace
