@@ -6,7 +6,7 @@ import os
 import platform
 import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, NoReturn
 
@@ -17,6 +17,7 @@ from djtrace.cli.errors import CliError
 from djtrace.cli.load_analyze import LoadCommand
 from djtrace.cli.load_cmd import load
 from djtrace.cli.prune_cmd import prune
+from djtrace.cli.render import flags_read_as_flags
 from djtrace.cli.replay_cmd import replay
 from djtrace.cli.request_cmd import request
 from djtrace.cli.store_cmds import export, import_traces, list_traces, show, stats
@@ -25,25 +26,18 @@ from rich.console import Console
 from typer.core import TyperGroup
 
 
-def _flags_read_as_flags(params: Iterable[Any]) -> None:
-    """In --help, `--asgi` rather than `--asgi <bool>`: a flag takes no value."""
-    for param in params:
-        if getattr(param, "is_flag", False) and param.metavar is None:
-            param.metavar = ""
-
-
 class DjtraceGroup(TyperGroup):
     """The command group; every command's flags (those registered later too) read as flags."""
 
     def get_params(self, ctx: Any) -> list[Any]:
         params = super().get_params(ctx)
-        _flags_read_as_flags(params)
+        flags_read_as_flags(params)
         return params
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
         if command is not None:
-            _flags_read_as_flags(command.get_params(ctx))
+            flags_read_as_flags(command.get_params(ctx))
         return command
 
 

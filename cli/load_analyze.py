@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from djtrace.cli.errors import CliError
 from djtrace.cli.load_charts import render_charts
+from djtrace.cli.load_cmd import JsonOption, ReportOption, SloOption, TimelineOption
 from djtrace.cli.load_render import render_run
-from djtrace.cli.render import plural
+from djtrace.cli.render import flags_read_as_flags, plural
 from djtrace.cli.report_cmd import write_report
 from djtrace.cli.store_access import PathFilter, StoreOption, store_path, warn
 from djtrace.cli.timeline_cmd import parse_offset, show_run_timeline
@@ -57,22 +58,13 @@ def analyze(
         str,
         typer.Option("--gap", help="Untagged traffic: a pause this long (e.g. 1s) ends a stage."),
     ] = "1s",
-    slo: Annotated[
-        float, typer.Option("--slo", metavar="MS", min=0.1, help="The p99 the answer is about.")
-    ] = 200.0,
+    slo: SloOption = 200.0,
     limit: Annotated[
         int, typer.Option("--limit", min=1, help="Read at most the newest N requests.")
     ] = DEFAULT_LIMIT * 10,
-    json_file: Annotated[
-        Path | None, typer.Option("--json", metavar="FILE", help="Also write the run here.")
-    ] = None,
-    timeline: Annotated[
-        bool, typer.Option("--timeline", help="Also draw the knee stage's lanes, per thread.")
-    ] = False,
-    report: Annotated[
-        Path | None,
-        typer.Option("--report", metavar="FILE", help="Also write a self-contained HTML report."),
-    ] = None,
+    json_file: JsonOption = None,
+    timeline: TimelineOption = False,
+    report: ReportOption = None,
 ) -> None:
     """The load report for another tool's traffic, from the traces of a window.
 
@@ -173,6 +165,8 @@ class LoadCommand(TyperCommand):
     ) -> click.Context:
         if args and args[0] == "analyze":
             command = typer.main.get_command(_analyze_app)
+            # Built here, not by the group that does it for every other command.
+            flags_read_as_flags(command.get_params(typer.Context(command)))
             name = f"{info_name} analyze" if info_name else "analyze"
             return command.make_context(name, list(args[1:]), parent=parent, **extra)
         return super().make_context(info_name, args, parent=parent, **extra)

@@ -105,6 +105,22 @@ def _split_command(args: list[str]) -> tuple[list[str], list[str]]:
     return args, []
 
 
+# Options `djtrace load` and `djtrace load analyze` share (the same report from either).
+SloOption = Annotated[
+    float, typer.Option("--slo", metavar="MS", min=0.1, help="The p99 the answer is about.")
+]
+JsonOption = Annotated[
+    Path | None, typer.Option("--json", metavar="FILE", help="Also write the run here.")
+]
+TimelineOption = Annotated[
+    bool, typer.Option("--timeline", help="Also draw the knee stage's lanes, per thread.")
+]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option("--report", metavar="FILE", help="Also write a self-contained HTML report."),
+]
+
+
 def load(
     args: Annotated[
         list[str] | None,
@@ -145,9 +161,7 @@ def load(
     timeout: Annotated[
         float, typer.Option("--timeout", metavar="S", min=0.1, help="A request's time limit.")
     ] = 10.0,
-    slo: Annotated[
-        float, typer.Option("--slo", metavar="MS", min=0.1, help="The p99 the answer is about.")
-    ] = 200.0,
+    slo: SloOption = 200.0,
     sample: Annotated[
         float | None,
         typer.Option(
@@ -168,9 +182,7 @@ def load(
     login_url: Annotated[
         str, typer.Option("--login-url", help="The login form --user posts to.")
     ] = "/accounts/login/",
-    json_file: Annotated[
-        Path | None, typer.Option("--json", metavar="FILE", help="Also write the run here.")
-    ] = None,
+    json_file: JsonOption = None,
     store: StoreOption = None,
     start_timeout: Annotated[
         float, typer.Option("--start-timeout", metavar="S", min=1, help="Wait for the server.")
@@ -196,13 +208,8 @@ def load(
         str | None,
         typer.Option("--against", metavar="RUN", help="Compare with a kept run, stage by stage."),
     ] = None,
-    timeline: Annotated[
-        bool, typer.Option("--timeline", help="Also draw the knee stage's lanes, per thread.")
-    ] = False,
-    report: Annotated[
-        Path | None,
-        typer.Option("--report", metavar="FILE", help="Also write a self-contained HTML report."),
-    ] = None,
+    timeline: TimelineOption = False,
+    report: ReportOption = None,
     compare: Annotated[
         list[str] | None,
         typer.Option(

@@ -7,6 +7,7 @@ its share of the request; similar siblings are already folded by `djtrace.analys
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -315,3 +316,10 @@ def print_traces(traces: list[Trace], console: Console | None = None, **options:
         if i:
             console.print()
         console.print(render_trace(trace, **options))
+
+
+def flags_read_as_flags(params: Iterable[Any]) -> None:
+    """In --help, `--asgi` rather than `--asgi <bool>`: a flag takes no value."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
