@@ -72,7 +72,9 @@ def run_configurations(
     stopped = False
     for i, command in enumerate(commands):
         label = shlex.join(command)
-        console.print(Text.assemble((f"configuration {'ABCDEFGH'[i % 8]}: ", "bold"), label))
+        console.print(
+            Text.assemble((f"configuration {'ABCDEFGH'[i % 8]}: ", "bold"), label), soft_wrap=True
+        )
         try:
             run = sweep(command)
         except CliError as exc:
@@ -96,7 +98,7 @@ def run_configurations(
         raise typer.Exit(130)
     configs = compare(runs)
     console.print()
-    console.print(render_comparison(configs, console.width))
+    print_comparison(console, configs)
     if report is not None:
         _write_report(console, store_file, configs, runs, report)
     if stopped or any(run.get("interrupted") for _, run in runs):
@@ -182,22 +184,24 @@ def _bars(
     return lines
 
 
-def render_comparison(configs: list[Configuration], width: int) -> RenderableType:
-    parts: list[RenderableType] = [Text(verdict(configs), "bold")]
+def print_comparison(console: Console, configs: list[Configuration]) -> None:
+    console.print(Text(verdict(configs), "bold"))
     for k, config in enumerate(configs):
-        parts.append(
+        # Whole lines, never wrapped: a configuration is a command to copy and run again.
+        console.print(
             Text.assemble(
                 (f"{config.letter} ", f"bold {COLOURS[k % len(COLOURS)]}"),
                 config.command,
                 (f"  (run {config.run_id})", "dim"),
-            )
+            ),
+            soft_wrap=True,
         )
-    parts.append(comparison_table(configs))
+    parts: list[RenderableType] = [comparison_table(configs)]
     parts.append(Text("throughput (req/s)", "bold"))
-    parts.extend(_bars(configs, width, lambda f: f.throughput, ""))
+    parts.extend(_bars(configs, console.width, lambda f: f.throughput, ""))
     parts.append(Text("p99 (ms)", "bold"))
-    parts.extend(_bars(configs, width, lambda f: f.p99 / 1e6, " ms"))
+    parts.extend(_bars(configs, console.width, lambda f: f.p99 / 1e6, " ms"))
     for config in configs:
         if config.gave_first:
             parts.append(Text(f"{config.letter} gave first: {config.gave_first}", "dim"))
-    return Group(*parts)
+    console.print(Group(*parts))
