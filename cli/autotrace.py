@@ -18,6 +18,7 @@ waits for it instead.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib.abc
 import importlib.util
@@ -133,6 +134,7 @@ def activate() -> None:
         from django.conf import settings
         from djtrace import install
         from djtrace.exporters.writer import DEFAULT_QUEUE_SIZE, StoreWriter
+        from djtrace.hooks.handler import finish_unclosed
         from djtrace.recorder import add_sink, config
 
         writer = StoreWriter(
@@ -151,6 +153,8 @@ def activate() -> None:
             attach_from_env(add_sink)
         config.record_all = True
         _let_reloaded_child_drain()
+        # Registered after every sink, so it runs before they drain (atexit is LIFO).
+        atexit.register(finish_unclosed)
     except Exception as exc:
         print(
             f"djtrace: not tracing process {os.getpid()}: {type(exc).__name__}: {exc}",

@@ -268,7 +268,9 @@ def findings_text(trace: Trace) -> Text | None:
         text.append(finding["message"])
         if finding.get("fingerprint"):
             text.append(f"  {analysis.short_sql(finding['fingerprint'])[:120]}", "dim")
-        text.append(f"  ({ms(finding['duration'])})\n", "dim")
+        if finding["kind"] not in analysis.NOTE_KINDS:
+            text.append(f"  ({ms(finding['duration'])})", "dim")
+        text.append("\n")
     text.rstrip()
     return text
 

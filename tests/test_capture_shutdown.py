@@ -41,7 +41,7 @@ from tests.capture_support import (
     uvicorn_args,
     wait_for_traces,
 )
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_djtrace
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
@@ -474,3 +474,48 @@ print("never killed", flush=True)
     )
     assert result.stdout == "came back\n", result.stderr[-3000:]
     assert result.returncode == -signal.SIGTERM  # then died by it, as without djtrace
+
+
+# --- a response sent but never closed ----------------------------------------------------------
+
+SEND_THEN_STOP = """
+import os, sys
+from wsgiref.util import setup_testing_defaults
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djtrace.sample_site.settings")
+from django.core.wsgi import get_wsgi_application
+
+app = get_wsgi_application()
+environ = {{"PATH_INFO": "/books/fast/", "QUERY_STRING": "tag=sent"}}
+setup_testing_defaults(environ)
+response = app(environ, lambda status, headers, exc_info=None: None)
+sys.stdout.buffer.write(b"".join(response))  # the whole body, sent
+{stop}
+sys.exit(0)  # stopped before close(), as gunicorn's sync worker is by SIGINT
+"""
+
+
+@pytest.mark.parametrize(
+    "stop",
+    ["del response  # the server dropped it", "pass  # still held at exit"],
+    ids=["dropped", "held-at-exit"],
+)
+def test_a_response_sent_but_never_closed_is_stored_and_says_so(tmp_path, stop):
+    """A server stopped between sending a response and closing it: its client has the
+    answer, so the trace is kept, ended where its body ended, with a finding that the close
+    never ran."""
+    store = tmp_path / "traces.sqlite3"
+    script = tmp_path / "send_then_stop.py"
+    script.write_text(SEND_THEN_STOP.format(stop=stop))
+    result = run_djtrace(
+        "capture", "--store", str(store), "--quiet", "--", sys.executable, str(script)
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "</html>" in result.stdout  # the whole page, sent
+    (stored,) = exported(store)
+    assert stored["request"]["query"] == "tag=sent" and stored["request"]["status"] == 200
+    phases = [span["phase"] for span in stored["spans"]]
+    assert "view" in phases and "response.stream" in phases and "response.close" not in phases
+    body = next(span for span in stored["spans"] if span["phase"] == "response.stream")
+    assert stored["duration"] == body["start"] + body["duration"] - stored["spans"][0]["start"]
+    shown = run_djtrace("show", "latest", "--store", str(store))
+    assert "the response was never closed (its server stopped)" in shown.stdout, shown.stdout

@@ -55,6 +55,10 @@ _CATEGORY_OF_PHASE = {
 INHERIT_CATEGORY = frozenset({"db.transaction"})
 
 
+# Findings that note what a trace cannot show, with no time of their own.
+NOTE_KINDS = frozenset({"hook", "unclosed"})
+
+
 def _inherited_category(span: Span, by_id: dict[int, Span]) -> str:
     parent = by_id.get(span.parent) if span.parent is not None else None
     while parent is not None and parent.phase in INHERIT_CATEGORY:
@@ -334,6 +338,10 @@ def findings(trace: Trace) -> list[dict[str, Any]]:
             )
     for note in trace.where.get("hooks_displaced") or ():
         found.append({"kind": "hook", "count": 1, "duration": 0, "message": str(note)})
+    if trace.where.get("unclosed"):
+        found.append(
+            {"kind": "unclosed", "count": 1, "duration": 0, "message": trace.where["unclosed"]}
+        )
     found.sort(key=lambda f: (f["kind"] != "error", -f["duration"]))
     return found
 

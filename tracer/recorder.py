@@ -241,16 +241,23 @@ def begin_trace(
     return trace, root
 
 
-def finish_trace(trace: Trace, root: Record, collector: Collector | None) -> None:
-    """Close the root span and hand the trace to its collector and every sink."""
+def finish_trace(
+    trace: Trace, root: Record, collector: Collector | None, end: int | None = None
+) -> None:
+    """Close the root span and hand the trace to its collector and every sink.
+
+    `end`: when the request ended, if not now (its CPU time is then unknown).
+    """
     if trace.closed:
         return
-    end = root[END] = clock()
+    if end is None:
+        end = clock()
+        try:
+            _note_cpu(trace, root)
+        except Exception:
+            tracer_failed(trace, "request cpu")
+    root[END] = end
     trace.duration = end - root[START]
-    try:
-        _note_cpu(trace, root)
-    except Exception:
-        tracer_failed(trace, "request cpu")
     trace.closed = True
     if collector is not None:
         collector.finished(trace)

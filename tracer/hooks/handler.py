@@ -100,8 +100,8 @@ class _Open:
         self.streaming = light  # a light trace does not time the body
         self.body: Record | None = None  # the response.stream span, once sending began
         key = id(response)
-        # Held weakly, and its entry dropped if it dies unclosed (a RequestFactory call).
-        self.response = weakref.ref(response, lambda _: _open.pop(key, None))
+        # Held weakly: a response that dies unclosed takes its entry with it.
+        self.response = weakref.ref(response, lambda _: _died_unclosed(key))
 
 
 def _end_body(entry: _Open) -> None:
@@ -687,6 +687,50 @@ def install() -> None:
     patch(StreamingHttpResponse, "__iter__", _iter)
     patch(StreamingHttpResponse, "__aiter__", _aiter)
     patch(ASGIHandler, "send_response", _send_response)
+
+
+UNCLOSED = (
+    "the response was never closed (its server stopped): close() and request_finished did not run"
+)
+
+
+def _died_unclosed(key: int) -> None:
+    """A response died without close(). If the server had begun sending its body, the client
+    may have it all: the trace is kept (a server stopped in the instant between sending and
+    closing, as gunicorn's sync worker is by SystemExit from its SIGINT handler). A response
+    never sent (a handler called directly, as with RequestFactory) leaves no trace."""
+    entry = _open.pop(key, None)
+    if entry is not None and entry.body is not None:
+        try:
+            _finish_unclosed(entry)
+        except Exception:
+            tracer_failed(entry.trace, "unclosed response")
+
+
+def finish_unclosed() -> int:
+    """At exit: keep each trace whose response is still open; how many there were."""
+    finished = 0
+    for key in list(_open):
+        entry = _open.pop(key, None)
+        if entry is not None and not entry.trace.closed:
+            _finish_unclosed(entry)
+            finished += 1
+    return finished
+
+
+def _finish_unclosed(entry: _Open) -> None:
+    """End the trace where its body ended (else now), saying the close never ran."""
+    trace = entry.trace
+    trace.where["unclosed"] = UNCLOSED
+    if entry.light:
+        try:
+            _end_light(trace, entry.root)
+        except Exception:
+            tracer_failed(trace, "light totals")
+    _end_body(entry)
+    body = entry.body
+    # Its CPU time is not known: the thread went on to other things.
+    finish_trace(trace, entry.root, entry.collector, body[END] if body is not None else clock())
 
 
 def open_traces() -> list[Trace]:
