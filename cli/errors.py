@@ -32,3 +32,14 @@ def command_not_found(program: str) -> CliError:
             code=127,
         )
     return CliError(f"command not found: {program}", code=127)
+
+
+def check_writable(target: Path, option: str) -> None:
+    """Fail now, not after a long run, when `target` cannot be written later."""
+    parent = target.absolute().parent
+    if target.is_dir():
+        raise CliError(f"{option} {target}: is a directory")
+    if not parent.is_dir():
+        raise CliError(f"{option} {target}: no directory {parent}")
+    if not os.access(target if target.exists() else parent, os.W_OK):
+        raise CliError(f"{option} {target}: permission denied")

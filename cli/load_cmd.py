@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from djtrace.cli.errors import CliError
+from djtrace.cli.errors import CliError, check_writable
 from djtrace.cli.load_charts import render_charts
 from djtrace.cli.load_compare import configurations, run_configurations
 from djtrace.cli.load_overhead import measure_overhead
@@ -222,6 +222,9 @@ def load(
     """The concurrency lab: load a server on loopback; how many requests at once, what gives?"""
     console = Console(highlight=False)
     path = store_path(store).absolute()
+    for target, option in ((json_file, "--json"), (report, "--report")):
+        if target is not None:
+            check_writable(target, option)
     targets_args, command = _split_command(list(args or []))
     if runs or show:
         if targets_args or command:

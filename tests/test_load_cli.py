@@ -38,6 +38,28 @@ def test_load_with_bad_levels_is_a_one_line_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("option", "where", "says"),
+    [
+        ("--json", "missing/run.json", "no directory"),
+        ("--report", ".", "is a directory"),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_the_server_starts(
+    tmp_path: Path, option: str, where: str, says: str
+) -> None:
+    started = tmp_path / "started"
+    result = run_djtrace(
+        "load", "/", "-c", "1", option, str(tmp_path / where),
+        "--store", str(tmp_path / "t.sqlite3"),
+        "--", sys.executable, "-c", f"open({str(started)!r}, 'w')", "{port}",
+    )  # fmt: skip
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {option} ") and says in line
+    assert not started.exists()  # refused before a minute of load, not after
+
+
 def test_a_server_that_exits_at_once_is_reported_with_its_output(tmp_path: Path) -> None:
     result = run_djtrace(
         "load",
