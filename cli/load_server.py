@@ -202,7 +202,9 @@ class Server:
                     + self.output_tail()
                 )
             try:
-                with _no_proxy.open(url, timeout=2) as response:
+                # Once connected, a slow page is waited for: refused connections retry.
+                left = max(deadline - time.monotonic(), 0.1)
+                with _no_proxy.open(url, timeout=left) as response:
                     response.read()
                 return
             except urllib.error.HTTPError:

@@ -59,3 +59,22 @@ def test_a_server_command_in_a_virtualenv_not_activated_says_where_it_is(
     assert "command not found: gunicorn" in result.stderr
     assert f"it is in {venv_bin}: activate that virtualenv" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_request_past_its_timeout_is_counted_as_a_timeout_and_the_stage_still_ends(
+    tmp_path: Path,
+) -> None:
+    run, out = load_run(
+        tmp_path,
+        ["/lab/io/?ms=4000"],
+        gunicorn_command("-w", "1", "--threads", "4"),
+        "-c", "1", "-d", "1", "--warmup", "0", "--timeout", "0.5", "--no-overhead-check",
+    )  # fmt: skip
+    (stage,) = run["stages"]
+    timeouts = stage["errors"].get("timeout", 0)
+    assert timeouts >= 1 and stage["errors"] == {"timeout": timeouts}, stage["errors"]
+    assert stage["ok"] == 0
+    # Each was given up at its time limit (the watchdog looks four times a second).
+    for request in stage["requests"]:
+        assert 0.5e9 <= request[4] < 1.5e9, request
+    assert "timeout" in out
