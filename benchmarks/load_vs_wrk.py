@@ -94,7 +94,10 @@ def run_wrk(url: str, connections: int, duration: float) -> dict[str, float]:
     }
 
 
-def run_engine(base: str, path: str, users: int, duration: float) -> dict[str, float]:
+def run_engine(
+    base: str, path: str, users: int, duration: float, full_every: int = 0
+) -> dict[str, float]:
+    """One closed stage of the lab's engine (`full_every`: as `djtrace load --sample`)."""
     from djtrace.lab.engine import EnginePlan, StagePlan, Target
 
     plan = EnginePlan(
@@ -102,6 +105,7 @@ def run_engine(base: str, path: str, users: int, duration: float) -> dict[str, f
         run_id="bench",
         targets=[Target("GET", path)],
         stages=[StagePlan(1, "closed", concurrency=users, warmup_s=0, duration_s=duration)],
+        full_every=full_every,
     )
     out = subprocess.run(
         [sys.executable, "-m", "djtrace.lab.engine"],

@@ -104,6 +104,7 @@ class StoreWriter:
         self._late_writing = 0  # late writes under way
         self._pid = os.getpid()
         self._queue: queue.Queue[Any] = queue.Queue(self.queue_size)
+        self._urgent = threading.Event()  # a flush or a stop is queued: write now
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # a lock held at fork time would stay held in the child
         self._closed = False
@@ -162,20 +163,23 @@ class StoreWriter:
         while True:
             self._store = store
             batch = [q.get()]
-            # Linger a moment for the traces right behind it: one transaction for a burst
-            # of requests instead of one each (a trace costs the store as much again as
-            # its commit). A flush or a stop is never kept waiting.
-            deadline = time.monotonic() + LINGER_S
-            while len(batch) < BATCH and isinstance(batch[-1], Trace):
-                wait = deadline - time.monotonic()
+            if isinstance(batch[0], Trace):
+                # Linger a moment for the traces right behind it: one transaction for a
+                # burst of requests instead of one each (a trace costs the store as much
+                # again as its commit), and one wakeup, not one per trace (each takes the
+                # GIL from a request). A flush or a stop cuts the wait short.
+                self._urgent.wait(LINGER_S)
+            while len(batch) < BATCH:
                 try:
-                    batch.append(q.get(timeout=wait) if wait > 0 else q.get_nowait())
+                    batch.append(q.get_nowait())
                 except queue.Empty:
                     break
             traces = [item for item in batch if isinstance(item, Trace)]
             if traces or self._unreported_drops:
                 with _in_sqlite:
                     store = self._write(store, traces)
+            if len(traces) < len(batch):
+                self._urgent.clear()  # served (one queued since waits a linger at most)
             for item in batch:
                 if isinstance(item, threading.Event):
                     item.set()
@@ -250,6 +254,7 @@ class StoreWriter:
         done = threading.Event()
         try:
             self._queue.put(done, timeout=timeout)
+            self._urgent.set()
         except queue.Full:
             return False
         return done.wait(timeout)
@@ -269,6 +274,7 @@ class StoreWriter:
         if thread is not None:
             try:
                 self._queue.put(_STOP, timeout=timeout)
+                self._urgent.set()
             except queue.Full:
                 pass
             thread.join(max(0.0, deadline - time.monotonic()))

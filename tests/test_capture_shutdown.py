@@ -57,7 +57,9 @@ def runserver_args(port: int, reload: bool) -> list[str]:
 class Load:
     """Client threads sending tagged GETs over keep-alive connections until stopped or refused.
 
-    `answered` holds the tag of every request whose full response a client read.
+    `answered` holds the tag of every request whose full response a client read from the
+    app: a worker stopped while it reads a request (or inside request_started) answers with
+    the server's own 500, for a request Django did not see (or did not get to handle).
     """
 
     def __init__(self, port: int) -> None:
@@ -102,8 +104,9 @@ class Load:
                 if self._stop.wait(0.02):
                     return
                 continue
-            with self._lock:
-                self.answered.add(tag)
+            if response.status == 200:  # not the server's own 500 for a worker stopped mid-request
+                with self._lock:
+                    self.answered.add(tag)
             if response.getheader("Connection", "").lower() == "close":
                 conn.close()
         conn.close()

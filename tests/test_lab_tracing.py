@@ -67,6 +67,43 @@ def test_a_request_started_receiver_is_inside_the_trace(slow_request_started, as
         assert root.attrs["cpu_ns"] > 0
 
 
+class Stopped(Exception):
+    pass
+
+
+def _stop_here(**kwargs: Any) -> None:
+    raise Stopped("the server stopped this request at request_started")
+
+
+def test_a_request_stopped_before_get_response_keeps_what_the_server_handed_over():
+    """gunicorn's sync worker, stopped by SIGINT inside request_started, answers the client
+    with its own 500: the trace has the query, headers, load tag and worker all the same."""
+    from wsgiref.util import setup_testing_defaults
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    environ = {
+        "PATH_INFO": "/books/fast/",
+        "QUERY_STRING": "page=2&token=s3cret",
+        "HTTP_X_DJTRACE_LOAD": f"run=run7;stage=2;seq=41;sent={time.time_ns()}",
+        "HTTP_AUTHORIZATION": "Bearer s3cret",
+    }
+    setup_testing_defaults(environ)
+    request_started.connect(_stop_here, dispatch_uid="lab-stop-here")
+    try:
+        with trace() as t, pytest.raises(Stopped):
+            WSGIHandler()(environ, lambda status, headers, exc_info=None: None)
+    finally:
+        request_started.disconnect(dispatch_uid="lab-stop-here")
+    (tr,) = t.requests
+    assert tr.closed and tr.root.error["type"].endswith("Stopped")
+    assert tr.request["query"] == "page=2&token=[redacted]"
+    assert tr.request["headers"]["authorization"] == "[redacted]"
+    assert tr.request["load"]["run"] == "run7" and tr.request["load"]["seq"] == 41
+    assert tr.where["pid"] > 0 and tr.where["thread_id"] == threading.get_ident()
+    assert "s3cret" not in json.dumps(tr.to_dict())
+
+
 def test_the_root_is_named_by_the_request_django_built():
     tr = run(RequestSpec(path="/books/fast/?page=1"))
     assert tr.root.name == "GET /books/fast/"

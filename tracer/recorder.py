@@ -259,6 +259,11 @@ def finish_trace(
     root[END] = end
     trace.duration = end - root[START]
     trace.closed = True
+    deliver(trace, collector)
+
+
+def deliver(trace: Trace, collector: Collector | None) -> None:
+    """Hand a finished trace to its collector and every sink."""
     if collector is not None:
         collector.finished(trace)
     for sink in config.sinks:

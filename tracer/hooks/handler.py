@@ -55,6 +55,7 @@ from djtrace.recorder import (
     close_span,
     config,
     current,
+    deliver,
     finish_trace,
     mark_error,
     open_span,
@@ -83,7 +84,7 @@ _entered: ContextVar[_Entered | None] = ContextVar("djtrace_entered", default=No
 class _Open:
     """A response whose trace is still open (body not yet sent, not yet closed)."""
 
-    __slots__ = ("trace", "root", "collector", "streaming", "body", "response", "light")
+    __slots__ = ("trace", "root", "collector", "streaming", "body", "response", "light", "closing")
 
     def __init__(
         self,
@@ -99,6 +100,7 @@ class _Open:
         self.light = light
         self.streaming = light  # a light trace does not time the body
         self.body: Record | None = None  # the response.stream span, once sending began
+        self.closing = False  # close() began; the entry goes once the trace is handed on
         key = id(response)
         # Held weakly: a response that dies unclosed takes its entry with it.
         self.response = weakref.ref(response, lambda _: _died_unclosed(key))
@@ -126,19 +128,28 @@ def _entry(response: Any, pop: bool = False) -> _Open | None:
 
 
 def _request_info(request: Any) -> dict[str, Any]:
-    meta = request.META
+    details = _meta_info(request.META)
     info = {
         "method": request.method,
         "path": request.path,
-        "query": redact.query_string(meta.get("QUERY_STRING", "")),
+        "query": details.pop("query"),
         "route": None,
         "view": None,
         "url_name": None,
         "status": None,
-        "headers": redact.headers_from_meta(meta),
+        **details,
     }
     if config.capture_body:  # off unless asked for (djtrace capture --capture-body)
         info.update(body.capture(request, config.capture_body))
+    return info
+
+
+def _meta_info(meta: Any) -> dict[str, Any]:
+    """The query, headers and load tag of a request's META (or a WSGI environ), redacted."""
+    info = {
+        "query": redact.query_string(meta.get("QUERY_STRING", "")),
+        "headers": redact.headers_from_meta(meta),
+    }
     tag = meta.get(loadtag.META_KEY)
     if tag is not None:  # a `djtrace load` request: its tag, not the raw header
         info["headers"].pop(loadtag.HEADER_KEY, None)
@@ -148,8 +159,8 @@ def _request_info(request: Any) -> dict[str, Any]:
     return info
 
 
-def _where(request: Any, mode: str) -> dict[str, Any]:
-    server = request.META.get("SERVER_SOFTWARE") or ("asgi" if mode == "async" else "wsgi")
+def _where(meta: Any, mode: str) -> dict[str, Any]:
+    server = meta.get("SERVER_SOFTWARE") or ("asgi" if mode == "async" else "wsgi")
     where = {
         "pid": _pid[0],
         "thread": current_thread_name(),
@@ -236,6 +247,16 @@ def _enter_handler(
         return None
 
 
+def _unadopted(entered: _Entered, environ: dict[str, Any]) -> None:
+    """A request that never reached get_response (a request_started receiver raised, or
+    the server stopped it there): its details from what the server handed over."""
+    try:
+        entered.trace.request.update(_meta_info(environ))
+        entered.trace.where.update(_where(environ, "sync"))
+    except Exception:
+        tracer_failed(entered.trace, "request start")
+
+
 def _adopt(entered: _Entered, request: Any, mode: str) -> None:
     """get_response has the request: the trace begun at the handler's entry gets its details."""
     trace = entered.trace
@@ -243,7 +264,7 @@ def _adopt(entered: _Entered, request: Any, mode: str) -> None:
     try:
         info = _request_info(request)
         trace.request.update(info)
-        trace.where.update(_where(request, mode))
+        trace.where.update(_where(request.META, mode))
         entered.root[NAME] = f"{info['method']} {info['path']}"
         if entered.light and mode == "sync":
             _count_queries(trace)
@@ -311,7 +332,7 @@ def _start(request: Any, mode: str) -> tuple[Trace, Record, Collector | None, An
     collector = state.collector if state is not None else None
     try:
         trace, root = begin_trace(
-            _request_info(request), _where(request, mode), collector, cpu=mode == "sync"
+            _request_info(request), _where(request.META, mode), collector, cpu=mode == "sync"
         )
         token = current.set(State(trace, root, collector, root[THREAD]))
         return trace, root, collector, token, False
@@ -414,6 +435,8 @@ def _wsgi_call(original: Any) -> Any:
             mark_error(root, exc)
             if entered.light:
                 _end_light(trace, root)
+            if not entered.adopted:
+                _unadopted(entered, environ)
             finish_trace(trace, root, entered.collector)
             raise
         finally:
@@ -421,6 +444,7 @@ def _wsgi_call(original: Any) -> Any:
                 current.reset(token)
             _entered.reset(mark)
         if not entered.adopted:  # the request never reached get_response
+            _unadopted(entered, environ)
             finish_trace(trace, root, entered.collector)
         return response
 
@@ -508,9 +532,13 @@ def _core_async(original: Any) -> Any:
 
 def _close(original: Any) -> Any:
     def close(self: HttpResponseBase) -> None:
-        entry = _entry(self, pop=True) if _open else None
-        if entry is None:
+        entry = _entry(self) if _open else None
+        if entry is None or entry.closing:
             return original(self)
+        # The entry stays until the trace is handed on: a server stopped by an exception
+        # from its signal handler (gunicorn's sync worker on SIGINT) anywhere in here
+        # leaves it for `_died_unclosed` or `finish_unclosed` to hand on.
+        entry.closing = True
         trace, root, collector = entry.trace, entry.root, entry.collector
         if entry.light:
             try:
@@ -521,6 +549,7 @@ def _close(original: Any) -> Any:
                 except Exception:
                     tracer_failed(trace, "light totals")
                 finish_trace(trace, root, collector)
+                _open.pop(id(self), None)
         _end_body(entry)
         hop = _enclosing_hop(trace)
         try:
@@ -544,6 +573,7 @@ def _close(original: Any) -> Any:
             if hop is not None and not hop[END]:
                 hop[END] = clock()  # the hop ends with the trace, not after it
             finish_trace(trace, root, collector)
+            _open.pop(id(self), None)
 
     return close
 
@@ -700,7 +730,7 @@ def _died_unclosed(key: int) -> None:
     closing, as gunicorn's sync worker is by SystemExit from its SIGINT handler). A response
     never sent (a handler called directly, as with RequestFactory) leaves no trace."""
     entry = _open.pop(key, None)
-    if entry is not None and entry.body is not None:
+    if entry is not None and (entry.body is not None or entry.closing):
         try:
             _finish_unclosed(entry)
         except Exception:
@@ -712,15 +742,23 @@ def finish_unclosed() -> int:
     finished = 0
     for key in list(_open):
         entry = _open.pop(key, None)
-        if entry is not None and not entry.trace.closed:
+        if entry is not None:
             _finish_unclosed(entry)
             finished += 1
     return finished
 
 
 def _finish_unclosed(entry: _Open) -> None:
-    """End the trace where its body ended (else now), saying the close never ran."""
+    """End the trace where its body ended (else now), saying the close never ran; or, if
+    it was stopped while handing the trace on, hand it on again (the store keeps one)."""
     trace = entry.trace
+    if trace.closed:
+        deliver(trace, entry.collector)
+        return
+    if entry.closing:  # stopped inside close(): its span and the trace's end are missing
+        end = clock()
+        finish_trace(trace, entry.root, entry.collector, end)
+        return
     trace.where["unclosed"] = UNCLOSED
     if entry.light:
         try:
