@@ -163,11 +163,11 @@ class StoreWriter:
         while True:
             self._store = store
             batch = [q.get()]
-            if isinstance(batch[0], Trace):
+            if isinstance(batch[0], Trace) and q.qsize() < BATCH - 1:
                 # Linger a moment for the traces right behind it: one transaction for a
                 # burst of requests instead of one each (a trace costs the store as much
                 # again as its commit), and one wakeup, not one per trace (each takes the
-                # GIL from a request). A flush or a stop cuts the wait short.
+                # GIL from a request). A flush, a stop or a full batch waiting does not wait.
                 self._urgent.wait(LINGER_S)
             while len(batch) < BATCH:
                 try:
