@@ -14,7 +14,7 @@ from djtrace.cli.errors import CliError
 from djtrace.cli.load_charts import render_charts
 from djtrace.cli.load_cmd import JsonOption, ReportOption, SloOption, TimelineOption
 from djtrace.cli.load_render import render_run
-from djtrace.cli.render import flags_read_as_flags, plural
+from djtrace.cli.render import flags_read_as_flags, plural, report_console
 from djtrace.cli.report_cmd import write_report
 from djtrace.cli.store_access import PathFilter, StoreOption, store_path, warn
 from djtrace.cli.timeline_cmd import parse_offset, show_run_timeline
@@ -81,7 +81,7 @@ def analyze(
     window = read_window(file, selection, limit)
     if window.unreadable:
         warn(f"{plural(window.unreadable, 'unreadable trace')} left out")
-    console = Console(highlight=False)
+    console = report_console()
     if not window.traces:
         raise CliError(f"no requests in this window of {file}", code=1)
     run_id = "observed-" + time.strftime("%Y%m%d-%H%M%S")

@@ -35,6 +35,7 @@ from djtrace.cli.load_server import (
     free_port,
 )
 from djtrace.cli.load_targets import from_store, log_in, parse_weighted
+from djtrace.cli.render import report_console
 from djtrace.cli.report_cmd import write_report
 from djtrace.cli.store_access import StoreOption, store_path
 from djtrace.cli.timeline_cmd import show_run_timeline
@@ -220,7 +221,7 @@ def load(
     ] = None,
 ) -> None:
     """The concurrency lab: load a server on loopback; how many requests at once, what gives?"""
-    console = Console(highlight=False)
+    console = report_console()
     path = store_path(store).absolute()
     for target, option in ((json_file, "--json"), (report, "--report")):
         if target is not None:

@@ -78,3 +78,21 @@ def test_a_request_past_its_timeout_is_counted_as_a_timeout_and_the_stage_still_
     for request in stage["requests"]:
         assert 0.5e9 <= request[4] < 1.5e9, request
     assert "timeout" in out
+
+
+def test_piped_the_report_keeps_every_column_of_its_tables(tmp_path: Path) -> None:
+    """Piped (a CI log, `| less`) without COLUMNS, the report is laid out 200 wide, not cut
+    to 80: every column of the stage table is there, none of its cells cut short."""
+    _, out = load_run(
+        tmp_path,
+        ["/no-such-page/"],
+        gunicorn_command("-w", "1"),
+        "-c", "1,2", "-d", "0.5", "--warmup", "0", "--no-overhead-check",
+        env={"COLUMNS": ""},
+    )  # fmt: skip
+    header = next(line for line in out.splitlines() if line.strip().startswith("load "))
+    assert header.split() == [
+        "load", "req/s", "p50", "p95", "p99", "max", "err",
+        "before", "inside", "after", "busy", "X·W", "gen",
+    ]  # fmt: skip
+    assert "…" not in out.split("mean time per request")[0]
