@@ -216,12 +216,7 @@ def render_run(console: Console, run: dict[str, Any]) -> None:
             Text(
                 f"  Tracing's own effect at the knee ({overhead['concurrency']} concurrent): "
                 f"{overhead['traced']:.1f} req/s {how}, {overhead['untraced']:.1f} untraced "
-                + (
-                    f"({overhead['difference']:.1%} less traced"
-                    if overhead["difference"] >= 0
-                    else f"({-overhead['difference']:.1%} more traced"
-                )
-                + "; one rerun each, so within the machine's noise)",
+                f"({_effect(overhead['difference'], sampled)})",
                 "dim",
             )
         )
@@ -233,6 +228,22 @@ def render_run(console: Console, run: dict[str, Any]) -> None:
             "dim",
         ),
         soft_wrap=True,
+    )
+
+
+def _effect(difference: float, sampled: float | None) -> str:
+    """How far to trust one traced and one untraced run of the knee stage."""
+    if abs(difference) < 0.05:
+        return (
+            f"{abs(difference):.1%} {'less' if difference >= 0 else 'more'} traced: one run "
+            "each, within a shared machine's noise"
+        )
+    if difference < 0:
+        return f"{-difference:.1%} more traced: one run each, so the machine's noise"
+    tip = "" if sampled is not None else "; --sample 0.1 keeps most of it off"
+    return (
+        f"{difference:.1%} less traced: one run each, so run again to confirm; tracing costs "
+        f"most where a request does little work{tip}"
     )
 
 

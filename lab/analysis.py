@@ -286,6 +286,14 @@ def sweep_analysis(
     )
     out: dict[str, Any] = {"slo_ms": slo_ms}
     parts: list[str] = []
+    if closed and all(sum(s["errors"].values()) >= s["count"] for s in closed):
+        # No stage had a single answer: throughput, a knee or growth would be of failures.
+        parts.append(
+            f"even at {closed[0]['concurrency']} concurrent {_failed(closed[0])}; every request "
+            "of every stage failed, so there is no capacity to report"
+        )
+        out.update(knee_stage=None, peak_stage=None, within_slo_concurrency=None)
+        closed = []
     if closed:
         fitted = usl.fit([(s["concurrency"], s["throughput"]) for s in closed])
         out["usl"] = fitted.to_dict() if fitted else None

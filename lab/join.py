@@ -116,8 +116,8 @@ def join_stage(
     index = stage["index"]
     for seq, target, intended, sent, latency, status, error in stage["requests"]:
         facts = traces.get((index, seq))
-        if facts is None:
-            continue
+        if facts is None or error is not None:
+            continue  # no trace, or no answer (a timeout, a reset): nothing to split
         service = latency - (sent - intended)  # from the actual send
         before = facts["start_ns"] - sent
         row = dict(facts)
