@@ -319,10 +319,18 @@ def render_trace(trace: Trace, hide_under_ms: float = DEFAULT_HIDE_UNDER_MS) -> 
     found = findings_text(trace)
     if found is not None:
         parts += [found, Text()]
-    if trace.request:
+    if analysis.is_light(trace):
+        parts.append(Text(LIGHT, "yellow"))
+    elif trace.request:
         parts.append(phase_table(trace))
     parts.append(summary_text(trace))
     return Group(*parts)
+
+
+LIGHT = (
+    "A light trace (capture --sample sampled it out): the root span with its timing, CPU and "
+    "query totals; its phases were not recorded."
+)
 
 
 def print_traces(traces: list[Trace], console: Console | None = None, **options: Any) -> None:

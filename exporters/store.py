@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from djtrace.analysis import breakdown
+from djtrace.analysis import breakdown, query_totals
 from djtrace.model import SchemaError, Trace
 
 #: Version of the table layout below; a store with a higher number is refused.
@@ -242,7 +242,7 @@ def row_for(trace: Trace, settings: str | None = None, cwd: str | None = None) -
         request.get("route"),
         request.get("view"),
         status if isinstance(status, int) else None,
-        sum(1 for s in trace.spans if s.phase == "db.query"),
+        query_totals(trace)[0],
         pid if isinstance(pid, int) else None,
         where.get("thread"),
         where.get("server"),

@@ -4,6 +4,7 @@ that the lab still joins by their tag (lab contract 1–7)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tests.capture_support import (
     uvicorn_args,
     wait_for_traces,
 )
+from tests.conftest import run_djtrace
 
 SYNC_ONLY = "djtrace.sample_site.lab_middleware.SyncOnlyMiddleware"
 
@@ -103,6 +105,15 @@ def test_capture_sample_keeps_light_traces_and_a_tag_can_ask_for_a_full_one(tmp_
     assert {"middleware", "view", "db.query", "response.close"} <= {
         s["phase"] for s in full["spans"]
     }
+    # Every command counts a light trace's queries from those totals, and says what it is.
+    listed = json.loads(
+        run_djtrace("list", "--store", str(server.store), "--format", "json").stdout
+    )
+    assert [row["queries"] for row in listed] == [len(queries)] * 4
+    light_id = traces[0]["id"]
+    shown = run_djtrace("show", light_id, "--store", str(server.store)).stdout
+    assert f"\n{len(queries)} quer" in shown and "A light trace (capture --sample" in shown
+    assert "unaccounted" not in shown
     # Under gunicorn too the root starts as the handler is entered: request_started is in it.
     (started,) = [s for s in spans(full, "signal") if s["name"] == "request_started"]
     assert started["parent"] == full["spans"][0]["id"]

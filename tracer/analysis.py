@@ -404,12 +404,28 @@ def fold(trace: Trace) -> list[Node]:
     return build(kids.get(None, []))
 
 
+def is_light(trace: Trace) -> bool:
+    """A light trace (`capture --sample`, sampled out): the root span only, with totals."""
+    root = trace.root
+    return root is not None and root.attrs.get("sampled") is False
+
+
+def query_totals(trace: Trace) -> tuple[int, int]:
+    """How many queries the request ran and their time: a light trace's root totals (under a
+    sync handler; 0 otherwise), else its query spans."""
+    if is_light(trace):
+        attrs = trace.root.attrs  # type: ignore[union-attr]
+        return int(attrs.get("db_count") or 0), int(attrs.get("db_ns") or 0)
+    queries = [s for s in trace.spans if s.phase == "db.query"]
+    return len(queries), sum(max(s.duration, 0) for s in queries)
+
+
 def summary(trace: Trace) -> dict[str, Any]:
     """Per-request counts shown under the tree."""
-    queries = [s for s in trace.spans if s.phase == "db.query"]
+    count, query_time = query_totals(trace)
     return {
-        "queries": len(queries),
-        "query_time": sum(max(s.duration, 0) for s in queries),
+        "queries": count,
+        "query_time": query_time,
         "templates": sum(1 for s in trace.spans if s.phase == "template"),
         "spans": len(trace.spans),
         **service_counts(trace),
