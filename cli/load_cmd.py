@@ -250,6 +250,11 @@ def load(
     if compare:  # configurations side by side (cli/load_compare.py)
         if command:
             raise CliError("--compare takes the server commands, quoted; give no -- COMMAND")
+        if json_file is not None:
+            raise CliError(
+                "--json writes one run; with --compare each configuration's run is kept in "
+                "the store (djtrace load --show RUN --json FILE)"
+            )
         targets_args, configs = configurations(compare, targets_args)
         command = configs[0]
     base, targets = _targets(targets_args, command)
@@ -299,7 +304,7 @@ def load(
         run["summary"]["overhead"] = measure_overhead(
             console, run, command, user, login_url, start_timeout, _drive
         )
-    _keep(console, run, path, json_file)
+    _keep(console, run, path)
     render_run(console, run)
     console.print(render_charts(run, console.width, console.color_system is None))
     if against:
@@ -309,6 +314,8 @@ def load(
         show_run_timeline(console, path, run)
     if report is not None:
         write_report(console, path, run, report)
+    if json_file is not None:  # last: a failure here must not cost the report above
+        _write_json(run, json_file)
     if run["interrupted"]:
         raise typer.Exit(130)
 
@@ -618,7 +625,7 @@ def _drive(console: Console, plan: EnginePlan) -> tuple[list[dict[str, Any]], bo
     return stages, interrupted, None
 
 
-def _keep(console: Console, run: dict[str, Any], path: Path, json_file: Path | None) -> None:
+def _keep(console: Console, run: dict[str, Any], path: Path) -> None:
     label = ", ".join(t["path"] for t in run["settings"]["targets"][:3])
     try:
         opened = TraceStore.open(path, create=True)
@@ -628,15 +635,17 @@ def _keep(console: Console, run: dict[str, Any], path: Path, json_file: Path | N
             opened.close()
     except StoreError as exc:
         console.print(Text(f"djtrace load: the run was not kept: {exc}", "yellow"))
-    if json_file is not None:
-        _write_json(run, json_file)
 
 
 def _write_json(run: dict[str, Any], json_file: Path) -> None:
     try:
         json_file.write_text(json.dumps(run, separators=(",", ":")))
     except OSError as exc:
-        raise CliError(f"cannot write {json_file}: {exc.strerror or exc}") from None
+        raise CliError(
+            f"cannot write {json_file}: {exc.strerror or exc} (the run is kept: djtrace load "
+            f"--show {run['run_id']} --json FILE writes it again)",
+            code=1,
+        ) from None
 
 
 def _read_run(path: Path, ref: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -131,6 +132,8 @@ def bind_command(command: list[str], port: int) -> tuple[list[str], int]:
             host, given = _split_bind(rest[0])
             return out, _checked(host, given, "runserver's address")
         return [*out[: at + 1], f"127.0.0.1:{port}", *out[at + 1 :]], port
+    if shutil.which(command[0]) is None:  # a typo is the likelier story than a new server
+        raise command_not_found(command[0])
     raise CliError(
         "cannot tell where this server listens: put {port} in the command where its port "
         "goes (djtrace picks a free one), e.g. -- ./serve --port {port}"

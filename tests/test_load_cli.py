@@ -120,7 +120,10 @@ def test_a_server_bound_elsewhere_or_unknown_is_refused() -> None:
     with pytest.raises(CliError, match="loopback only"):
         bind_command(["gunicorn", "app.wsgi", "-b", "10.0.0.5:8000"], 5001)
     with pytest.raises(CliError, match=r"put \{port\} in the command"):
-        bind_command(["./my-server"], 5001)
+        bind_command([sys.executable, "serve.py"], 5001)
+    # A server command that is not there is named so (a typo, not a server to teach).
+    with pytest.raises(CliError, match="command not found: gunicornx"):
+        bind_command(["gunicornx", "app.wsgi"], 5001)
 
 
 def test_the_load_tag_round_trips_and_a_malformed_one_is_ignored() -> None:
