@@ -218,8 +218,10 @@ def _why_part(name: str, first: dict[str, Any], last: dict[str, Any]) -> str:
                 "Python at a time)"
             )
         if busy >= BUSY:
-            who = {1: "the one worker thread was", 2: "both worker threads were"}.get(
-                lanes, f"all {lanes} worker threads were"
+            # A lane is a process's thread: as many processes as lanes, one thread each.
+            noun = "worker processes" if b.get("processes", 1) == lanes else "worker threads"
+            who = {1: "the one worker was", 2: f"both {noun} were"}.get(
+                lanes, f"all {lanes} {noun} were"
             )
             why = f"{who} busy (waiting for a worker)"
             return why + _off_cpu_growth(a, b)
@@ -249,7 +251,7 @@ def _why_part(name: str, first: dict[str, Any], last: dict[str, Any]) -> str:
 
 
 def knee_index(closed: list[dict[str, Any]]) -> int | None:
-    """Index (into `closed`, sorted by concurrency) of the first stage at 90% of peak."""
+    """Index (into `closed`, sorted by concurrency) of the first stage at KNEE_SHARE of peak."""
     if not closed:
         return None
     peak = max(s["throughput"] for s in closed)
