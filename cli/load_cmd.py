@@ -688,9 +688,9 @@ def _stored(
             opened.close()
     if show:
         run = _read_run(path, show)
+        other = _read_run(path, against) if against else None  # a bad id fails before output
         render_run(console, run)
-        if against:
-            other = _read_run(path, against)
+        if other is not None:
             render_compare(console, other, run, compare_runs(other, run))
 
 
