@@ -12,7 +12,7 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 
 #: Part → (style, letter when there is no colour). Parts not named here ("other") share the
-#: rest; the middleware's two halves share "m".
+#: rest; the middleware's two halves share a colour ("m" before, "M" after).
 PART_STYLES: dict[str, tuple[str, str]] = {
     BEFORE: ("yellow", "w"),
     "middleware (before)": ("blue", "m"),
@@ -27,7 +27,7 @@ PART_STYLES: dict[str, tuple[str, str]] = {
     "signals": ("bright_yellow", "g"),
     "connection open": ("bright_magenta", "c"),
     "error response": ("dark_orange", "e"),
-    "middleware (after)": ("blue", "m"),
+    "middleware (after)": ("blue", "M"),
     "response": ("bright_blue", "r"),
     AFTER: ("white", "a"),
 }
