@@ -35,11 +35,14 @@ def command_not_found(program: str) -> CliError:
 
 
 def check_writable(target: Path, option: str) -> None:
-    """Fail now, not after a long run, when `target` cannot be written later."""
+    """Fail now, not after a long run, when `target` cannot be written later (its folder is
+    made now if it is missing, as the trace store's is)."""
     parent = target.absolute().parent
     if target.is_dir():
         raise CliError(f"{option} {target}: is a directory")
-    if not parent.is_dir():
-        raise CliError(f"{option} {target}: no directory {parent}")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"{option} {target}: cannot make {parent}: {exc.strerror or exc}") from None
     if not os.access(target if target.exists() else parent, os.W_OK):
         raise CliError(f"{option} {target}: permission denied")

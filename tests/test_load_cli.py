@@ -41,7 +41,7 @@ def test_load_with_bad_levels_is_a_one_line_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("option", "where", "says"),
     [
-        ("--json", "missing/run.json", "no directory"),
+        ("--json", "a-file/run.json", "cannot make"),
         ("--report", ".", "is a directory"),
     ],
 )
@@ -49,6 +49,7 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_server_starts(
     tmp_path: Path, option: str, where: str, says: str
 ) -> None:
     started = tmp_path / "started"
+    (tmp_path / "a-file").write_text("not a folder")
     result = run_djtrace(
         "load", "/", "-c", "1", option, str(tmp_path / where),
         "--store", str(tmp_path / "t.sqlite3"),

@@ -29,7 +29,7 @@ def test_show_with_json_writes_the_kept_runs_document(tmp_path: Path) -> None:
     assert written["summary"]["answer"] == run["summary"]["answer"]
 
 
-def test_show_with_json_to_a_missing_folder_is_a_one_line_error(tmp_path: Path) -> None:
+def test_show_with_json_under_a_file_is_a_one_line_error(tmp_path: Path) -> None:
     load_run(
         tmp_path,
         ["/lab/io/?ms=5"],
@@ -37,9 +37,9 @@ def test_show_with_json_to_a_missing_folder_is_a_one_line_error(tmp_path: Path) 
         "-c", "1", "-d", "0.5", "--warmup", "0", "--no-overhead-check",
     )  # fmt: skip
     shown = run_djtrace(
-        "load", "--show", "last", "--json", str(tmp_path / "no" / "such" / "run.json"),
+        "load", "--show", "last", "--json", str(tmp_path / "traces.sqlite3" / "run.json"),
         "--store", str(tmp_path / "traces.sqlite3"),
     )  # fmt: skip
     assert shown.returncode == 2
     (line,) = shown.stderr.splitlines()
-    assert line.startswith("error: --json ") and "no directory" in line
+    assert line.startswith("error: --json ") and "cannot make" in line
