@@ -328,8 +328,8 @@ def render_trace(trace: Trace, hide_under_ms: float = DEFAULT_HIDE_UNDER_MS) -> 
 
 
 LIGHT = (
-    "A light trace (capture --sample sampled it out): the root span with its timing, CPU and "
-    "query totals; its phases were not recorded."
+    "A light trace (capture --sample sampled it out): the root span with its timing and CPU "
+    "(and under a sync handler its query totals); its phases were not recorded."
 )
 
 
