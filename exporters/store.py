@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from djtrace.analysis import breakdown, query_totals
+from djtrace.analysis import breakdown, is_light, query_totals
 from djtrace.model import SchemaError, Trace
 
 #: Version of the table layout below; a store with a higher number is refused.
@@ -229,7 +229,9 @@ def row_for(trace: Trace, settings: str | None = None, cwd: str | None = None) -
     where = trace.where
     if settings is None and isinstance(where.get("settings"), str):
         settings = where["settings"]  # recorded in the trace itself (an import, a request)
-    phases = {name: ns for name, ns in breakdown(trace) if ns}
+    # A light trace has no phases to break down (not 100% unaccounted): null, left out of
+    # the phase columns of `stats`.
+    phases = None if is_light(trace) else {name: ns for name, ns in breakdown(trace) if ns}
     status = request.get("status")
     pid = where.get("pid")
     return (
@@ -326,12 +328,15 @@ def _summary(row: Sequence[Any]) -> Summary:
     )
 
 
-def _phases(text: Any) -> dict[str, int]:
-    """A row's phase breakdown ({phase: ns}); empty when it is not one."""
+def _phases(text: Any) -> dict[str, int] | None:
+    """A row's phase breakdown ({phase: ns}); None for a light trace (JSON null), empty when
+    it is not one."""
     try:
         decoded = json.loads(text) if isinstance(text, str) and text else {}
     except (ValueError, RecursionError):
         return {}
+    if decoded is None:
+        return None
     if not isinstance(decoded, dict):
         return {}
     return {k: v for k, v in decoded.items() if type(v) is int}
@@ -635,7 +640,7 @@ class TraceStore:
 
     def phase_rows(
         self, filters: Filters | None = None
-    ) -> list[tuple[str | None, str | None, int, int, dict[str, int]]]:
+    ) -> list[tuple[str | None, str | None, int, int, dict[str, int] | None]]:
         """(method, route, duration, queries, phases) of each matching trace, for stats."""
         where, params = (filters or Filters()).where()
         out = []
@@ -658,7 +663,7 @@ class TraceStore:
 
     def group_rows(
         self, filters: Filters | None = None, by: str = "page"
-    ) -> list[tuple[str | None, tuple[str | None, ...], int, int, dict[str, int]]]:
+    ) -> list[tuple[str | None, tuple[str | None, ...], int, int, dict[str, int] | None]]:
         """(method, key, duration, queries, phases) of each matching trace, for stats: the
         key is (route, view) for "page", else the one column `by` names (GROUPINGS)."""
         columns = self.GROUPINGS[by]
@@ -667,17 +672,13 @@ class TraceStore:
         for method, duration, queries, phases, *key in self._all(
             f"SELECT method, duration, queries, phases, {columns} FROM traces{where}", params
         ):
-            try:
-                decoded = json.loads(phases) if isinstance(phases, str) and phases else {}
-            except ValueError:
-                decoded = {}
             out.append(
                 (
                     method if isinstance(method, str) else None,
                     tuple(k if isinstance(k, str) else None for k in key),
                     duration if type(duration) is int else 0,
                     queries if type(queries) is int else 0,
-                    decoded if isinstance(decoded, dict) else {},
+                    _phases(phases),
                 )
             )
         return out

@@ -114,6 +114,14 @@ def test_capture_sample_keeps_light_traces_and_a_tag_can_ask_for_a_full_one(tmp_
     shown = run_djtrace("show", light_id, "--store", str(server.store)).stdout
     assert f"\n{len(queries)} quer" in shown and "A light trace (capture --sample" in shown
     assert "unaccounted" not in shown
+    # stats takes a page's phases from its full traces alone: three light traces do not
+    # make its time "unaccounted".
+    (page,) = json.loads(
+        run_djtrace("stats", "--store", str(server.store), "--format", "json").stdout
+    )
+    assert page["count"] == 4 and page["mean_queries"] == len(queries)
+    phases = page["phases_p95_ms"]
+    assert phases["view"] > 0 and phases.get("unaccounted", 0) < phases["view"]
     # Under gunicorn too the root starts as the handler is entered: request_started is in it.
     (started,) = [s for s in spans(full, "signal") if s["name"] == "request_started"]
     assert started["parent"] == full["spans"][0]["id"]

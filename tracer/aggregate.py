@@ -35,6 +35,7 @@ class RouteStats:
     durations: list[int] = field(default_factory=list)
     queries: list[int] = field(default_factory=list)
     phases: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    phased: int = 0  # traces with a phase breakdown (a light trace has none)
 
     @property
     def count(self) -> int:
@@ -48,13 +49,14 @@ class RouteStats:
         return sum(self.queries) / len(self.queries) if self.queries else 0.0
 
     def phase_p(self, name: str, q: float = 95) -> int:
-        """Percentile of one phase kind's time; a trace without that phase counts as 0."""
-        values = sorted(self.phases.get(name, []) + [0] * (self.count - len(self.phases[name])))
+        """Percentile of one phase kind's time over the traces with a breakdown; one without
+        that phase counts as 0."""
+        values = sorted(self.phases.get(name, []) + [0] * (self.phased - len(self.phases[name])))
         return percentile(values, q)
 
 
 def by_route(
-    rows: Iterable[tuple[str | None, str | None, int, int, dict[str, int]]],
+    rows: Iterable[tuple[str | None, str | None, int, int, dict[str, int] | None]],
 ) -> list[RouteStats]:
     """Group (method, route, duration, queries, phases) rows by method and route."""
     groups: dict[tuple[str, str], RouteStats] = {}
@@ -65,8 +67,10 @@ def by_route(
             stats = groups[key] = RouteStats(*key)
         stats.durations.append(duration)
         stats.queries.append(queries)
-        for name, ns in phases.items():
-            stats.phases[name].append(ns)
+        if phases is not None:
+            stats.phased += 1
+            for name, ns in phases.items():
+                stats.phases[name].append(ns)
     for stats in groups.values():
         stats.durations.sort()
     return list(groups.values())
@@ -82,14 +86,14 @@ def _short_view(view: str) -> str:
 
 
 def by_group(
-    rows: Iterable[tuple[str | None, tuple[str | None, ...], int, int, dict[str, int]]],
+    rows: Iterable[tuple[str | None, tuple[str | None, ...], int, int, dict[str, int] | None]],
     by: str = "page",
 ) -> list[RouteStats]:
     """Group (method, key, duration, queries, phases) rows (TraceStore.group_rows) by method
     and key. For "page" the key is (route, view), labelled by the route alone unless one
     method of the route has several views among the rows (a catch-all route's pages);
     otherwise the key is one value, its own label."""
-    keyed: list[tuple[str | None, str, int, int, dict[str, int]]] = []
+    keyed: list[tuple[str | None, str, int, int, dict[str, int] | None]] = []
     rows = list(rows)
     views_of: dict[tuple[str | None, str | None], set[str | None]] = defaultdict(set)
     if by == "page":
