@@ -264,6 +264,8 @@ def test_templates_stay_traced_in_djangos_test_environment(django_test_environme
     assert len(rows) == Book.objects.count()
     assert any("instrumented_test_render" in note for note in displacements())
     assert hasattr(Template._render, "__djtrace_original__")
+    # Every pytest-django run has it: hooked again, but no note in each trace.
+    assert not tr.where.get("hooks_displaced")
 
 
 def test_a_replacement_that_calls_djtraces_hook_is_not_hooked_twice():
