@@ -23,7 +23,7 @@ from djtrace.cli.inprocess import RequestSpec, run
 
 from tests import lab_trace_site as site
 from tests.conftest import run_djtrace
-from tests.helpers import ancestors, one, only, parent_past_hops
+from tests.helpers import ancestors, children, one, only, parent_past_hops
 
 SITE = override_settings(ROOT_URLCONF="tests.lab_trace_site")
 SYNC_ONLY = "djtrace.sample_site.lab_middleware.SyncOnlyMiddleware"
@@ -197,6 +197,12 @@ def test_sync_to_async_hops_under_asgi_are_spans_with_their_wait():
     (layer,) = [s for s in only(tr, "middleware") if s.name == SYNC_ONLY]
     assert any(a.phase == "async.hop" for a in ancestors(tr, layer))
     assert one(tr, "view").parent is not None
+    # close() runs in its hop, so the close phase (request_finished inside) nests in it:
+    # counted once, not beside the hop as well.
+    close = one(tr, "response.close")
+    (close_hop,) = [h for h in hops if h.name == "sync_to_async HttpResponseBase.close"]
+    assert close.parent == close_hop.id
+    assert any(s.name == "request_finished" for s in children(tr, close))
     # The close() hop ends with the trace; nothing outlives the root.
     root = tr.root
     assert all(s.duration >= 0 and s.end <= root.end for s in tr.spans)

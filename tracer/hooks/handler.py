@@ -553,7 +553,8 @@ def _close(original: Any) -> Any:
         _end_body(entry)
         hop = _enclosing_hop(trace)
         try:
-            span = open_span(trace, root, "response.close", "close")
+            # Under ASGI close() runs in a sync_to_async hop: the close phase nests in it.
+            span = open_span(trace, root if hop is None else hop, "response.close", "close")
         except Exception:
             tracer_failed(trace, "response.close start")
             span = None
