@@ -335,7 +335,11 @@ def sweep_analysis(
                 )
         knee_stage = closed[knee] if knee is not None else peak
         rising = False
-        if knee_stage is closed[-1] and len(closed) > 1:
+        if (
+            knee_stage is closed[-1]
+            and len(closed) > 1
+            and closed[-1]["concurrency"] > closed[-2]["concurrency"]
+        ):
             # Rising: the last step of load still bought a quarter of its linear gain.
             prev, last = closed[-2], closed[-1]
             gain = last["throughput"] / prev["throughput"] - 1 if prev["throughput"] else 0
@@ -374,7 +378,13 @@ def sweep_analysis(
             parts[-1] += (
                 f" (USL σ {fitted.sigma:.2f}, κ {fitted.kappa:.4f}: {where}; fit {fitted.quality})"
             )
-        if len(closed) >= 2 and closed[0].get("analysis", {}).get("split"):
+        # Growth is load's doing only between different loads (stages of another tool's
+        # traffic at one concurrency may differ by their pages, not by load).
+        if (
+            len(closed) >= 2
+            and closed[-1]["concurrency"] > closed[0]["concurrency"]
+            and closed[0].get("analysis", {}).get("split")
+        ):
             first, last = closed[0], closed[-1]
             ranked = growth(first, last)
             out["growth"] = {

@@ -103,3 +103,14 @@ def test_a_stage_within_the_slo_but_with_failures_is_named_for_its_failures() ->
         "Up to 2 concurrent requests p99 stays under 200 ms and no request fails "
         "(at 4 concurrent 3 of 100 requests failed (status 500 ×3))"
     ), answer
+
+
+def test_stages_at_one_concurrency_are_not_read_as_growth_under_load() -> None:
+    """Another tool's traffic (`load analyze`): two wrk runs at -c2 on different pages make
+    two stages at 2 concurrent. What differs between them is the pages, not the load."""
+    stages = [stage(1, 2, 90, 30, 1), stage(2, 2, 95, 40, 8)]
+    summary = sweep_analysis(stages, slo_ms=200)
+    answer = summary["answer"]
+    assert "grew most" not in answer and "grew much" not in answer, answer
+    assert "still rising" not in answer and not summary["still_rising"]
+    assert "growth" not in summary
