@@ -51,13 +51,14 @@ def tree_console(width: int | None = None, stderr: bool = False) -> Console:
     return console
 
 
-#: The width of a load report written to a pipe or a file: its tables keep every column (at
-#: a pipe's 80 they lose some) and its charts stay a readable size.
+#: The width of tables and reports written to a pipe or a file: they keep every column (at
+#: a pipe's 80 they lose some) and charts stay a readable size.
 PIPED_REPORT_WIDTH = 200
 
 
 def report_console() -> Console:
-    """A console for the load report: a terminal's width, COLUMNS if set, else 200."""
+    """A console for tables and reports (load, list, stats): a terminal's width, COLUMNS if set,
+    else 200."""
     console = Console(highlight=False)
     if not console.is_terminal and not os.environ.get("COLUMNS"):
         console.width = PIPED_REPORT_WIDTH

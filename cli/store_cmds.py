@@ -20,6 +20,7 @@ from djtrace.cli.render import (
     ms,
     plural,
     render_trace,
+    report_console,
     share_style,
     tree_console,
 )
@@ -146,7 +147,7 @@ def list_traces(
         echo_json([summary_dict(row) for row in rows])
         _lost(opened)
         return
-    console = Console(highlight=False)
+    console = report_console()
     if not rows:
         console.print(Text(no_match(file, filters), "dim"), soft_wrap=True)
         _lost(opened)
@@ -203,7 +204,7 @@ def list_traces(
         shown_count = f"{len(rows)} of {shown_count}"
     note = f"{shown_count} in {file} · `djtrace show ID` for one as a tree"
     if layout.dropped:
-        note += f" · {' and '.join(layout.dropped)} left out: widen the terminal"
+        note += f" · {' and '.join(layout.dropped)} left out: widen the terminal (or set COLUMNS)"
     console.print(Text(note, "dim"), soft_wrap=True)
     _lost(opened)
 
@@ -373,7 +374,7 @@ def stats(
     filters = make_filters(path, status, method, slower_than, since, pid)
     file = store_path(store)
     rows, opened = with_store(file, lambda s: s.group_rows(filters, by.value))
-    console = Console(highlight=False)
+    console = report_console()
     if not rows:
         if fmt is TableFormat.json:
             echo_json([])
@@ -428,7 +429,9 @@ def stats(
     print_unshrunk(console, table, layout.total)
     notes = [f"{short}: {meaning}" for short, meaning in _MEANING.items() if short in layout.widths]
     if left_out:
-        notes.append(f"{plural(left_out, 'phase column')} left out: widen the terminal")
+        notes.append(
+            f"{plural(left_out, 'phase column')} left out: widen the terminal (or set COLUMNS)"
+        )
     if notes:
         console.print(Text(" · ".join(notes), "dim"), soft_wrap=True)
     _lost(opened)
