@@ -262,6 +262,8 @@ class Loaded(NamedTuple):
 
 def load_trace(ref: str, store: Path | None, filters: Filters | None = None) -> Loaded:
     """A trace from a JSON/JSONL file, or from the store: an id, a prefix, latest, slowest."""
+    if not ref.strip():
+        raise CliError("give a trace: an id (or a prefix), latest, slowest, or a file")
     file = expanded(ref)
     if ref not in ("latest", "slowest"):
         try:

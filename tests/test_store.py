@@ -259,6 +259,9 @@ def test_unknown_or_ambiguous_ids_are_clear(filled):
     assert "'not-an-id' is neither a file nor a trace id" in result.stderr
     result = run_djtrace("diff", "latest", "nope.json", "--store", str(filled))
     assert result.returncode == 2 and "error: cannot read nope.json" in result.stderr
+    result = run_djtrace("show", "", "--store", str(filled))  # an empty $ID in a script
+    assert result.returncode == 2
+    assert result.stderr == "error: give a trace: an id (or a prefix), latest, slowest, or a file\n"
 
 
 def test_missing_empty_and_foreign_stores(tmp_path):
