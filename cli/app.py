@@ -17,7 +17,7 @@ from djtrace.cli.errors import CliError
 from djtrace.cli.load_analyze import LoadCommand
 from djtrace.cli.load_cmd import load
 from djtrace.cli.prune_cmd import prune
-from djtrace.cli.render import flags_read_as_flags
+from djtrace.cli.render import flags_read_as_flags, reflow_help
 from djtrace.cli.replay_cmd import replay
 from djtrace.cli.request_cmd import request
 from djtrace.cli.store_cmds import export, import_traces, list_traces, show, stats
@@ -38,7 +38,12 @@ class DjtraceGroup(TyperGroup):
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             flags_read_as_flags(command.get_params(ctx))
+            command.help = reflow_help(command.help)
         return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self.help = reflow_help(self.help)
+        super().format_help(ctx, formatter)
 
 
 app = typer.Typer(

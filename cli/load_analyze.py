@@ -14,7 +14,7 @@ from djtrace.cli.errors import CliError
 from djtrace.cli.load_charts import render_charts
 from djtrace.cli.load_cmd import JsonOption, ReportOption, SloOption, TimelineOption
 from djtrace.cli.load_render import render_run
-from djtrace.cli.render import flags_read_as_flags, plural, report_console
+from djtrace.cli.render import flags_read_as_flags, plural, reflow_help, report_console
 from djtrace.cli.report_cmd import write_report
 from djtrace.cli.store_access import PathFilter, StoreOption, store_path, warn
 from djtrace.cli.timeline_cmd import parse_offset, show_run_timeline
@@ -167,6 +167,7 @@ class LoadCommand(TyperCommand):
             command = typer.main.get_command(_analyze_app)
             # Built here, not by the group that does it for every other command.
             flags_read_as_flags(command.get_params(typer.Context(command)))
+            command.help = reflow_help(command.help)
             name = f"{info_name} analyze" if info_name else "analyze"
             return command.make_context(name, list(args[1:]), parent=parent, **extra)
         return super().make_context(info_name, args, parent=parent, **extra)

@@ -342,6 +342,22 @@ def print_traces(traces: list[Trace], console: Console | None = None, **options:
         console.print(render_trace(trace, **options))
 
 
+def reflow_help(text: str | None) -> str | None:
+    """Help prose with one line per paragraph: typer's rich help keeps a docstring's single
+    line breaks and then wraps to the terminal, so hard-wrapped prose broke twice. A
+    paragraph with indented or bulleted lines (examples, lists) keeps its breaks."""
+    if not text:
+        return text
+    out = []
+    for paragraph in text.split("\n\n"):
+        lines = paragraph.split("\n")
+        if any(line.startswith((" ", "\b", "- ", "* ")) for line in lines):
+            out.append(paragraph)
+        else:
+            out.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
 def flags_read_as_flags(params: Iterable[Any]) -> None:
     """In --help, `--asgi` rather than `--asgi <bool>`: a flag takes no value."""
     for param in params:

@@ -243,6 +243,15 @@ def test_every_commands_help_shows_flags_as_flags():
         assert "BOOLEAN" not in result.stdout, args
 
 
+def test_help_prose_wraps_once_at_the_terminal_not_at_the_docstrings_line_breaks():
+    top = run_djtrace("--help", env={"COLUMNS": "200"}).stdout
+    assert "(its manage.py says which settings), or try djtrace request /books/ anywhere" in top
+    load = run_djtrace("load", "--help", env={"COLUMNS": "200"}).stdout
+    assert "up to how many concurrent requests p99 stays under --slo, where throughput" in load
+    # Examples keep a line each.
+    assert "\n   djtrace load /books/ -- python manage.py runserver --noreload" in load
+
+
 def _long_lines_request(tmp_path: Path, *options: str) -> list[str]:
     result = djtrace_in(tmp_path, "request", "/books/", *options)
     assert result.returncode == 0, result.stderr
