@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import gunicorn.config
 
+from tests.capture_support import PATIENCE_S
 from tests.conftest import ROOT, run_djtrace
 
 #: A hang guard for a whole load run (server start, stages, stop), not a performance limit.
@@ -32,6 +37,30 @@ def stored_traces(store: Path) -> int:
             return opened.count()
     except StoreError:
         return 0
+
+
+def interrupted_load(store: Path, *args: str) -> tuple[int, str, str]:
+    """Run `djtrace load ARGS --store STORE`, press Ctrl-C once 30 traces are stored; its
+    exit status, stdout and stderr."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "djtrace.cli", "load", "--store", str(store), *args],
+        cwd=ROOT,
+        env={**os.environ, "COLUMNS": "120", "NO_COLOR": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + PATIENCE_S
+        while stored_traces(store) < 30 and time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends djtrace
+        stdout, stderr = process.communicate(timeout=PATIENCE_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, stdout, stderr
 
 
 def uvicorn_command(*options: str) -> list[str]:
