@@ -15,7 +15,7 @@ import pytest
 from djtrace.cli.project import settings_in_manage_py
 
 from tests.conftest import run_djtrace
-from tests.user_project import djtrace_in, project_env, write_project
+from tests.user_project import djtrace_in, project_env, python_in, write_project
 
 # --- found where the user is ---------------------------------------------------------------
 
@@ -143,14 +143,7 @@ def test_a_query_run_by_manage_py_shell_c_points_at_the_command(tmp_path: Path):
         "    connection.cursor().execute('SELECT 1')\n"
         "print('source', t.queries[0].attrs.get('source'))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", command],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env=project_env(),
-        timeout=120,
-    )
+    result = python_in(root, "manage.py", "shell", "-c", command)
     assert result.returncode == 0, result.stderr
     assert "source <string>:4" in result.stdout
 

@@ -26,7 +26,13 @@ from tests.capture_support import (
     wait_for_traces,
     wait_until_serving,
 )
-from tests.user_project import SHADOWING_BODY, djtrace_in, project_env, write_project
+from tests.user_project import (
+    SHADOWING_BODY,
+    djtrace_in,
+    project_env,
+    python_in,
+    write_project,
+)
 
 
 def test_request_runs_the_users_modules(tmp_path: Path):
@@ -97,13 +103,6 @@ INLINE = textwrap.dedent(
 
 def test_inline_trace_beside_the_users_tracer_module(tmp_path: Path):
     root = write_project(tmp_path / "site", shadowing=True)
-    result = subprocess.run(
-        [sys.executable, "-c", INLINE],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env=project_env(),
-        timeout=120,
-    )
+    result = python_in(root, "-c", INLINE)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"200 {SHADOWING_BODY}", "not djtrace 1 1 200"]

@@ -149,15 +149,22 @@ def project_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def djtrace_in(
+def python_in(
     cwd: Path, *args: str, timeout: float = 120, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    """`djtrace ARGS` run by a user whose shell is in `cwd`."""
+    """`python ARGS` run by a user whose shell is in `cwd`."""
     return subprocess.run(
-        [sys.executable, "-m", "djtrace.cli", *args],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         cwd=cwd,
         env=project_env(**env),
         timeout=timeout,
     )
+
+
+def djtrace_in(
+    cwd: Path, *args: str, timeout: float = 120, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`djtrace ARGS` run by a user whose shell is in `cwd`."""
+    return python_in(cwd, "-m", "djtrace.cli", *args, timeout=timeout, **env)
