@@ -63,6 +63,19 @@ def interrupted_load(store: Path, *args: str) -> tuple[int, str, str]:
     return process.returncode, stdout, stderr
 
 
+def analyzed(tmp: Path, traces: list[Any], *options: str) -> tuple[dict[str, Any], str]:
+    """Store `traces`, run `djtrace load analyze OPTIONS` over them; the run document and
+    what it printed."""
+    from djtrace.exporters.store import TraceStore
+
+    store, out = tmp / "traces.sqlite3", tmp / "run.json"
+    with TraceStore.open(store, create=True) as opened:
+        opened.add(traces)
+    result = run_djtrace("load", "analyze", *options, "--store", str(store), "--json", str(out))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return json.loads(out.read_text()), result.stdout
+
+
 def uvicorn_command(*options: str) -> list[str]:
     return [sys.executable, "-m", "uvicorn", "djtrace.sample_site.asgi:application", *options]
 

@@ -15,6 +15,7 @@ import pytest
 
 from tests.capture_support import capture, fetch, free_port, gunicorn_args, wait_for_traces
 from tests.conftest import run_djtrace
+from tests.load_support import analyzed
 
 WRK = shutil.which("wrk")
 STAGE_GAP_S = 2.0  # a pause between the two wrk runs, longer than analyze's --gap 1s
@@ -90,7 +91,6 @@ def test_analyze_joins_tagged_requests_by_their_header_and_knows_the_time_before
 ) -> None:
     """A tool that sends X-Djtrace-Load (a k6 script, a locust hook): stages by its tag."""
     from djtrace import trace
-    from djtrace.exporters.store import TraceStore
     from djtrace.lab.tag import format_tag
 
     with trace() as session:
@@ -100,16 +100,8 @@ def test_analyze_joins_tagged_requests_by_their_header_and_knows_the_time_before
                 tag = format_tag("k6-night", stage, seq, sent)
                 client.get("/lab/io/?ms=5", HTTP_X_DJTRACE_LOAD=tag)
         client.get("/books/fast/")  # untagged: not part of the run
-    store = tmp_path / "traces.sqlite3"
-    with TraceStore.open(store, create=True) as opened:
-        opened.add(session.traces)
-
-    result = run_djtrace(
-        "load", "analyze", "--tag", "k6-night", "--store", str(store),
-        "--json", str(tmp_path / "run.json"),
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    stages = json.loads((tmp_path / "run.json").read_text())["stages"]
+    run, out = analyzed(tmp_path, session.traces, "--tag", "k6-night")
+    stages = run["stages"]
     assert [(s["run"], s["count"], s["tagged"]) for s in stages] == [
         ("k6-night", 6, 6),
         ("k6-night", 6, 6),
@@ -117,4 +109,4 @@ def test_analyze_joins_tagged_requests_by_their_header_and_knows_the_time_before
     assert all(s["latency_from"] == "send" for s in stages)
     before = [s["analysis"]["split"]["before Django"]["mean"] for s in stages]
     assert before[0] < 10_000_000 and before[1] >= 30_000_000  # the second stage waited
-    assert re.search(r"time before Django\s+grew most", result.stdout), result.stdout
+    assert re.search(r"time before Django\s+grew most", out), out
